@@ -1,0 +1,33 @@
+"""Distributed setup that also works without a GPU.
+
+mmengine's 'pytorch' launcher assumes CUDA: it calls ``torch.cuda.set_device`` and wraps the model with
+``device_ids=[LOCAL_RANK]``. On CPU we create the gloo process group ourselves before the Runner (which then
+skips its own initialization) and wrap without ``device_ids``.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+LAUNCHERS = ('none', 'pytorch', 'slurm')
+
+
+def prepare_distributed(cfg) -> None:
+    """Adjust ``cfg`` (an mmengine Config with ``launcher`` set) for the device this process will use."""
+    launcher = cfg.get('launcher', 'none')
+    if launcher not in LAUNCHERS:
+        raise ValueError(f"launcher must be one of {', '.join(LAUNCHERS)}, got '{launcher}'")
+    cuda = torch.cuda.is_available()
+    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'nccl' if cuda else 'gloo'
+    if launcher == 'none' or cuda:
+        return
+    if launcher != 'pytorch':
+        raise ValueError(f"launcher '{launcher}' needs CUDA; on CPU use --launcher pytorch under torchrun")
+    if 'RANK' not in os.environ:
+        raise RuntimeError('--launcher pytorch expects to be started by torchrun '
+                           '(e.g. torchrun --nproc_per_node 2 tools/train.py CONFIG --launcher pytorch)')
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+    cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False)

@@ -1,0 +1,152 @@
+"""The encoder, decoder, patch helpers and pixel targets: shapes and the guarantees MAE relies on."""
+import pytest
+import torch
+
+from mimbench.masking import RandomMasker, split_indices
+from mimbench.models import MAEDecoder, ViT, patchify, sincos_pos_embed_2d, unpatchify
+from mimbench.registry import ENCODERS, HEADS
+from mimbench.targets import PixelTarget
+
+
+def micro_vit(**kw):
+    return ViT(arch='micro', img_size=32, patch_size=4, depth=2, **kw)
+
+
+def test_patchify_then_unpatchify_returns_the_image():
+    imgs = torch.randn(2, 3, 32, 48)
+    patches = patchify(imgs, 8)
+    assert patches.shape == (2, 4 * 6, 8 * 8 * 3)
+    assert torch.equal(unpatchify(patches, 8, (4, 6)), imgs)
+
+
+def test_patchify_keeps_each_patch_together_in_row_major_order():
+    imgs = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).view(2, 3, 4, 4)
+    patches = patchify(imgs, 2)
+    # patch 1 is the top-right 2x2 block; its first value is channel 0 at (0, 2), then channel 1 at (0, 2)
+    assert patches[0, 1, 0] == imgs[0, 0, 0, 2] and patches[0, 1, 1] == imgs[0, 1, 0, 2]
+
+
+def test_patchify_rejects_sizes_that_are_not_a_multiple_of_the_patch():
+    with pytest.raises(ValueError, match='patch_size'):
+        patchify(torch.zeros(1, 3, 30, 32), 4)
+
+
+def test_sincos_position_embedding_is_fixed_distinct_and_zero_for_cls():
+    emb = sincos_pos_embed_2d(64, (4, 4), cls_token=True)
+    assert emb.shape == (17, 64)
+    assert torch.all(emb[0] == 0)
+    assert torch.cdist(emb[1:], emb[1:]).add(torch.eye(16)).min() > 0.1  # every position has its own code
+    assert torch.equal(emb, sincos_pos_embed_2d(64, (4, 4), cls_token=True))
+
+
+def test_encoder_position_embedding_is_not_trained():
+    enc = micro_vit()
+    assert 'pos_embed' not in dict(enc.named_parameters())
+    assert 'pos_embed' in enc.state_dict()
+
+
+def test_visible_path_runs_the_blocks_on_exactly_the_visible_tokens():
+    enc = micro_vit()
+    mask = RandomMasker(enc.grid, ratio=0.75)(3)
+    ids = split_indices(mask)
+    seen = []
+    enc.blocks[0].register_forward_hook(lambda m, inp, out: seen.append(inp[0].shape))
+    out = enc.forward_visible(torch.randn(3, 3, 32, 32), ids.ids_keep)
+    assert seen == [torch.Size([3, 1 + 16, 192])]
+    assert out.shape == (3, 17, 192)
+
+
+def test_visible_path_equals_the_full_path_when_nothing_is_masked():
+    enc = micro_vit().eval()
+    imgs = torch.randn(2, 3, 32, 32)
+    all_ids = torch.arange(64).expand(2, -1)
+    torch.testing.assert_close(enc.forward_visible(imgs, all_ids), enc(imgs))
+
+
+def test_mask_token_path_puts_the_learned_token_exactly_at_masked_positions():
+    enc = micro_vit(use_mask_token=True)
+    imgs = torch.randn(2, 3, 32, 32)
+    mask = RandomMasker(enc.grid, ratio=0.4)(2)
+    seen = []
+    enc.blocks[0].register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
+    enc.forward_masked(imgs, mask)
+    tokens = seen[0][:, 1:]                                    # drop cls
+    expected_masked = enc.mask_token[0, 0] + enc.pos_embed[0, 1:]
+    expected_visible = enc.patch_embed(imgs) + enc.pos_embed[:, 1:]
+    torch.testing.assert_close(tokens[mask], expected_masked.expand(2, -1, -1)[mask])
+    torch.testing.assert_close(tokens[~mask], expected_visible[~mask])
+
+
+def test_mask_token_path_needs_an_encoder_built_for_it():
+    enc = micro_vit()
+    with pytest.raises(RuntimeError, match='use_mask_token'):
+        enc.forward_masked(torch.randn(1, 3, 32, 32), torch.zeros(1, 64, dtype=torch.bool))
+
+
+def test_encoder_options_drop_path_and_layer_scale_are_applied():
+    enc = micro_vit(drop_path_rate=0.2, layer_scale_init=0.1)
+    assert enc.blocks[-1].drop_path1.drop_prob == pytest.approx(0.2)
+    assert torch.allclose(enc.blocks[0].ls1.gamma, torch.full((192,), 0.1))
+
+
+def test_bad_encoder_arguments_name_the_problem():
+    with pytest.raises(ValueError, match="arch 'giant'"):
+        ViT(arch='giant')
+    with pytest.raises(ValueError, match='patch_size'):
+        ViT(arch='micro', img_size=30, patch_size=4)
+    with pytest.raises(ValueError, match='num_heads'):
+        ViT(arch='micro', img_size=32, patch_size=4, num_heads=5)
+
+
+def test_encoder_sizes_match_the_papers():
+    dims = {arch: (ViT(arch=arch, img_size=32, patch_size=16).embed_dim, len(ViT(arch=arch, img_size=32,
+                                                                                  patch_size=16).blocks))
+            for arch in ('base', 'large')}
+    assert dims == {'base': (768, 12), 'large': (1024, 24)}
+
+
+def test_decoder_restores_image_order_and_predicts_every_patch():
+    dec = MAEDecoder(grid=(8, 8), in_dim=192, out_dim=48, embed_dim=64, depth=1, num_heads=2)
+    mask = RandomMasker((8, 8), ratio=0.75)(2)
+    ids = split_indices(mask)
+    latent = torch.randn(2, 1 + 16, 192)
+    pred = dec(latent, ids.ids_restore)
+    assert pred.shape == (2, 64, 48)
+    # A visible token's prediction depends on its own latent: changing latent j changes the patch ids_keep[j]
+    # most at depth 0 (no mixing), so check with a block-free decoder.
+    flat = MAEDecoder(grid=(8, 8), in_dim=192, out_dim=48, embed_dim=64, depth=0, num_heads=2)
+    base = flat(latent, ids.ids_restore)
+    bumped = latent.clone()
+    bumped[0, 1 + 3] += 1.0
+    changed = (flat(bumped, ids.ids_restore) - base).abs().sum(-1)[0].nonzero().flatten()
+    assert changed.tolist() == [ids.ids_keep[0, 3].item()]
+
+
+def test_decoder_bad_width_is_reported():
+    with pytest.raises(ValueError, match='num_heads'):
+        HEADS.build(dict(type='MAEDecoder', grid=(8, 8), in_dim=192, out_dim=48, embed_dim=100, num_heads=16))
+
+
+def test_registry_lists_registered_names_for_an_unknown_type():
+    with pytest.raises(KeyError, match="unknown encoder type 'ResNet'.*ViT"):
+        ENCODERS.build(dict(type='ResNet'))
+
+
+def test_pixel_target_normalizes_each_patch():
+    target = PixelTarget(patch_size=4, normalize=True)
+    t = target(torch.randn(2, 3, 32, 32) * 5 + 3)
+    assert t.shape == (2, 64, 48)
+    torch.testing.assert_close(t.mean(-1), torch.zeros(2, 64), atol=1e-5, rtol=0)
+    torch.testing.assert_close(t.std(-1), torch.ones(2, 64), atol=1e-3, rtol=0)
+
+
+def test_pixel_loss_counts_removed_patches_only():
+    target = PixelTarget(patch_size=4)
+    imgs = torch.randn(2, 3, 32, 32)
+    mask = RandomMasker((8, 8), ratio=0.75)(2)
+    pred = patchify(imgs, 4).clone()
+    pred[~mask] += 100.0                         # wrong only where nothing was removed
+    assert target.loss(pred, imgs, mask).item() == 0.0
+    pred = patchify(imgs, 4).clone()
+    pred[mask] += 1.0                            # off by one on every removed value
+    assert target.loss(pred, imgs, mask).item() == pytest.approx(1.0)
