@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from mimbench.masking import RandomMasker, split_indices
-from mimbench.models import MAEDecoder, ViT, patchify, sincos_pos_embed_2d, unpatchify
+from mimbench.models import ARCHS, MAEDecoder, ViT, patchify, sincos_pos_embed_2d, unpatchify
 from mimbench.registry import ENCODERS, HEADS
 from mimbench.targets import PixelTarget
 
@@ -99,10 +99,12 @@ def test_bad_encoder_arguments_name_the_problem():
 
 
 def test_encoder_sizes_match_the_papers():
-    dims = {arch: (ViT(arch=arch, img_size=32, patch_size=16).embed_dim, len(ViT(arch=arch, img_size=32,
-                                                                                  patch_size=16).blocks))
-            for arch in ('base', 'large')}
-    assert dims == {'base': (768, 12), 'large': (1024, 24)}
+    assert {arch: ARCHS[arch] for arch in ('base', 'large', 'huge')} == {
+        'base': (768, 12, 12), 'large': (1024, 24, 16), 'huge': (1280, 32, 16)}
+    with torch.device('meta'):  # shapes only: no memory, no init cost
+        enc = ViT(arch='large', img_size=224, patch_size=16)
+    assert (enc.embed_dim, len(enc.blocks), enc.num_patches) == (1024, 24, 196)
+    assert sum(p.numel() for p in enc.parameters()) == pytest.approx(303.3e6, rel=0.01)
 
 
 def test_decoder_restores_image_order_and_predicts_every_patch():

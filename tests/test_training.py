@@ -87,3 +87,69 @@ def test_an_unknown_type_in_the_config_fails_before_training_and_lists_choices(t
     with pytest.raises(UnknownTypeError, match="unknown dataset type 'Cifar'.*SyntheticImages"):
         train(tmp_path, options={'train_dataloader.dataset.type': 'Cifar'})
     assert not list(tmp_path.glob('*.pth'))
+
+
+def _env():
+    import os
+    return {**os.environ, 'PYTHONPATH': str(REPO), 'OMP_NUM_THREADS': '1'}
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_the_uninterrupted_state(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config = tmp_path / 'slow_tiny.py'
+    config.write_text(f"_base_ = ['{TINY}']\n"
+                      "custom_imports = dict(imports=['tests.fixtures.parts'])\n"
+                      "custom_hooks = [dict(type='SlowDownHook', seconds=0.1)]\n"
+                      "default_hooks = dict(checkpoint=dict(interval=2))\n")
+    args = [sys.executable, str(REPO / 'tools/train.py'), str(config), '--max-iters', '24']
+    subprocess.run(args + ['--work-dir', str(tmp_path / 'straight')], env=_env(), check=True,
+                   capture_output=True)
+    killed = subprocess.Popen(args + ['--work-dir', str(tmp_path / 'killed')], env=_env(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (tmp_path / 'killed/iter_4.pth').exists() and time.time() < deadline:
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert not (tmp_path / 'killed/iter_24.pth').exists(), 'the run finished before it was killed'
+    subprocess.run(args + ['--work-dir', str(tmp_path / 'killed'), '--resume'], env=_env(), check=True,
+                   capture_output=True)
+    a = load_local_checkpoint(str(tmp_path / 'straight/iter_24.pth'))['state_dict']
+    b = load_local_checkpoint(str(tmp_path / 'killed/iter_24.pth'))['state_dict']
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+@pytest.mark.slow
+def test_two_process_cpu_ddp_matches_one_process(tmp_path):
+    """Two gloo processes with batch 8 each must follow the single-process run with batch 16: same images per
+    step (the sampler interleaves ranks), same masks (a fixed masker), no augmentation."""
+    import subprocess
+    import sys
+
+    common = ['--max-iters', '6', '--cfg-options', 'custom_imports.imports=[tests.fixtures.parts]',
+              'model.masker.type=FixedMasker', 'train_dataloader.dataset.pipeline=[]']
+    subprocess.run([sys.executable, str(REPO / 'tools/train.py'), TINY, '--work-dir', str(tmp_path / 'one'),
+                    *common, 'train_dataloader.batch_size=16'], env=_env(), check=True, capture_output=True)
+    ddp = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
+                          '--master_port', '29517', str(REPO / 'tools/train.py'), TINY, '--launcher', 'pytorch',
+                          '--work-dir', str(tmp_path / 'two'), *common, 'train_dataloader.batch_size=8'],
+                         env=_env(), capture_output=True, text=True)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    a = load_local_checkpoint(str(tmp_path / 'one/iter_6.pth'))['state_dict']
+    b = load_local_checkpoint(str(tmp_path / 'two/iter_6.pth'))['state_dict']
+    assert a.keys() == b.keys()
+    for name in a:
+        x, y = a[name], b[name]
+        if name.endswith('attn.qkv.bias'):
+            # The key bias shifts every attention logit of a query equally, so softmax cancels it and its
+            # true gradient is 0; Adam divides the float noise that remains by its own tiny magnitude. Only the
+            # query and value biases carry signal.
+            dim = x.numel() // 3
+            x, y = torch.cat([x[:dim], x[2 * dim:]]), torch.cat([y[:dim], y[2 * dim:]])
+        torch.testing.assert_close(x, y, atol=2e-5, rtol=1e-4, msg=name)

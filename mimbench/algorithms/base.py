@@ -44,7 +44,7 @@ class BaseAlgorithm(BaseModel):
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(finite, op=dist.ReduceOp.MIN)
         if finite.item() < 1:
-            terms = ', '.join(f'{k}={float(v):.4g}' for k, v in log_vars.items())
+            terms = ', '.join(f'{k}={torch.as_tensor(v).detach().item():.4g}' for k, v in log_vars.items())
             raise NonFiniteLossError(
                 f'non-finite loss ({terms}); stopped before the optimizer step, so the last saved checkpoint '
                 'holds the last good weights. Lower the learning rate, enable gradient clipping, or check the '
