@@ -153,3 +153,19 @@ def test_two_process_cpu_ddp_matches_one_process(tmp_path):
             dim = x.numel() // 3
             x, y = torch.cat([x[:dim], x[2 * dim:]]), torch.cat([y[:dim], y[2 * dim:]])
         torch.testing.assert_close(x, y, atol=2e-5, rtol=1e-4, msg=name)
+
+
+def test_no_weight_decay_on_biases_norms_and_embeddings(tmp_path):
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import DefaultScope
+
+    from mimbench.registry import MODELS
+
+    cfg = load_config(TINY, {'model.mask_token_in_encoder': True})
+    model = MODELS.build(cfg.model)
+    with DefaultScope.overwrite_default_scope('mimbench'):
+        wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    decay_of = {id(p): g['weight_decay'] for g in wrapper.optimizer.param_groups for p in g['params']}
+    for name, param in model.named_parameters():
+        no_decay = name.endswith('.bias') or 'norm' in name or name.split('.')[-1] in ('cls_token', 'mask_token')
+        assert decay_of[id(param)] == (0.0 if no_decay else 0.05), name

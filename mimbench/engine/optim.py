@@ -1,12 +1,14 @@
 """Optimizer wrappers."""
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 
 import torch
-from mmengine.optim import OptimWrapper
+from mmengine.logging import MMLogger
+from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 
-from mimbench.registry import OPTIM_WRAPPERS
+from mimbench.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS
 
 @OPTIM_WRAPPERS.register_module()
 class AutocastOptimWrapper(OptimWrapper):
@@ -30,3 +32,29 @@ class AutocastOptimWrapper(OptimWrapper):
         device_type = 'cuda' if next(model.parameters()).is_cuda else 'cpu'
         with super().optim_context(model), torch.autocast(device_type=device_type, dtype=self.dtype):
             yield
+
+
+class _DropParamwiseLines(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return 'paramwise_options' not in record.getMessage()
+
+
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
+class SummaryOptimWrapperConstructor(DefaultOptimWrapperConstructor):
+    """mmengine's default constructor (``paramwise_cfg`` and all) with a one-line summary of the parameter
+    groups in place of its one log line per parameter and option (hundreds for a ViT)."""
+
+    def __call__(self, model: torch.nn.Module) -> OptimWrapper:
+        logger = MMLogger.get_current_instance()
+        quiet = _DropParamwiseLines()
+        logger.addFilter(quiet)
+        try:
+            wrapper = super().__call__(model)
+        finally:
+            logger.removeFilter(quiet)
+        groups = wrapper.optimizer.param_groups
+        decayed = sum(p.numel() for g in groups if g.get('weight_decay', 0) > 0 for p in g['params'])
+        total = sum(p.numel() for g in groups for p in g['params'])
+        logger.info(f'{type(wrapper.optimizer).__name__}: {len(groups)} parameter groups, {total:,} parameters, '
+                    f'{decayed:,} with weight decay, {total - decayed:,} without')
+        return wrapper
