@@ -1,0 +1,131 @@
+"""Patches projected on their leading principal components as the target: pixels without the fine detail."""
+from __future__ import annotations
+
+import os
+from numbers import Integral
+
+import torch
+import torch.distributed as dist
+from mmengine.logging import print_log
+from torch import nn
+
+from mimbench.models.patches import patchify
+from mimbench.registry import TARGETS
+from mimbench.targets.pixel import masked_mean
+
+
+def fit_pca(patches: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Principal components of ``patches [N, P]`` (N >= 2).
+
+    Returns float32 ``mean [P]``, ``components [P, P]`` (rows orthonormal, by decreasing variance, each signed
+    so that its largest entry is positive, which makes the basis reproducible) and ``variances [P]``.
+    """
+    if patches.dim() != 2 or patches.shape[0] < 2:
+        raise ValueError(f'fit_pca needs patches [N, P] with N >= 2, got {tuple(patches.shape)}')
+    x = patches.detach().double()
+    mean = x.mean(0)
+    centered = x - mean
+    cov = centered.t() @ centered / (x.shape[0] - 1)
+    variances, vectors = torch.linalg.eigh(cov)                       # ascending
+    variances, components = variances.flip(0).clamp_min(0), vectors.flip(1).t()
+    sign = components.gather(1, components.abs().argmax(1, keepdim=True)).sign()
+    return {'mean': mean.float(), 'components': (components * sign).float(), 'variances': variances.float()}
+
+
+@TARGETS.register_module()
+class PCATarget(nn.Module):
+    """Per-patch coefficients on the first ``num_components`` principal components of training patches, MSE on
+    removed patches only.
+
+    The basis is fitted once: when ``basis_file`` exists it is loaded at construction; otherwise the first
+    training batch this target sees (B * L patches, normalized as the model sees them) is used, and the basis is
+    saved to ``basis_file`` for later runs and tools. The file holds the full decomposition, so configs with
+    different ``num_components`` share it. Under DDP rank 0 fits and saves, and the others receive its basis.
+    The basis is also part of the model's state dict, so checkpoints and resumed runs keep it.
+
+    Args:
+        patch_size: side of a patch p; in_chans: image channels C (P = p*p*C values per patch).
+        num_components: K, in [1, P].
+        basis_file: where the fitted basis is read from / written to (None: keep it in the state dict only).
+        whiten: divide each coefficient by its standard deviation, so all K components weigh equally in the loss
+            (otherwise the first few dominate, as they do in pixel MSE).
+
+    ``channels`` = K. ``forward(imgs [B, C, H, W])`` -> coefficients ``[B, L, K]``;
+    ``inverse(coeffs [B, L, K])`` -> patches ``[B, L, P]`` (the projection of the patch on the kept components);
+    ``loss(pred [B, L, K], imgs, mask [B, L])`` -> mean over removed patches of the per-patch MSE.
+    """
+
+    def __init__(self, patch_size: int, in_chans: int = 3, num_components: int = 16,
+                 basis_file: str | None = None, whiten: bool = False, eps: float = 1e-6):
+        super().__init__()
+        dim = patch_size * patch_size * in_chans
+        if isinstance(num_components, bool) or not isinstance(num_components, Integral) or \
+                not 1 <= num_components <= dim:
+            raise ValueError(f'num_components must be an int in [1, {dim}] (a {patch_size}x{patch_size}x{in_chans} '
+                             f'patch has {dim} values), got {num_components!r}')
+        self.patch_size, self.in_chans, self.channels = patch_size, in_chans, int(num_components)
+        self.basis_file, self.whiten, self.eps = basis_file, whiten, eps
+        self.register_buffer('mean', torch.zeros(dim))
+        self.register_buffer('components', torch.zeros(self.channels, dim))
+        self.register_buffer('variances', torch.ones(self.channels))
+        self.register_buffer('total_variance', torch.tensor(1.0))
+        self.register_buffer('fitted', torch.tensor(False))
+        if basis_file and os.path.isfile(basis_file):
+            self._set_basis(torch.load(basis_file, map_location='cpu', weights_only=True), basis_file)
+
+    def _set_basis(self, basis: dict, source: str) -> None:
+        dim = self.mean.numel()
+        if basis['components'].shape[-1] != dim:
+            raise ValueError(f'PCA basis {source} is for patches of {basis["components"].shape[-1]} values, this '
+                             f'target has {dim} (patch_size={self.patch_size}, in_chans={self.in_chans}); delete '
+                             f'the file or set target.basis_file to another path')
+        k = self.channels
+        self.mean.copy_(basis['mean'])
+        self.components.copy_(basis['components'][:k])
+        self.variances.copy_(basis['variances'][:k])
+        self.total_variance.fill_(float(basis['variances'].sum()))
+        self.fitted.fill_(True)
+
+    @property
+    def kept_variance(self) -> float:
+        """Fraction of the fitted patches' variance the kept components explain (after fitting)."""
+        return float(self.variances.sum() / self.total_variance) if bool(self.fitted) else float('nan')
+
+    def fit(self, patches: torch.Tensor) -> 'PCATarget':
+        """Fit the basis on ``patches [N, P]``; rank 0's basis wins under DDP; saved to ``basis_file`` if set."""
+        basis = {k: v.to(self.mean.device) for k, v in fit_pca(patches).items()}
+        distributed = dist.is_available() and dist.is_initialized()
+        if distributed:
+            for value in basis.values():
+                dist.broadcast(value, 0)
+        self._set_basis(basis, 'the fit')
+        if self.basis_file and (not distributed or dist.get_rank() == 0):
+            os.makedirs(os.path.dirname(os.path.abspath(self.basis_file)), exist_ok=True)
+            torch.save({k: v.cpu() for k, v in basis.items()}, self.basis_file)
+        print_log(f'PCA target: fitted on {patches.shape[0]} patches, {self.channels} of {patches.shape[1]} '
+                  f'components keep {self.kept_variance:.1%} of the variance'
+                  + (f'; saved to {self.basis_file}' if self.basis_file else ''), logger='current')
+        return self
+
+    def forward(self, imgs: torch.Tensor) -> torch.Tensor:
+        # Full precision even under autocast: bf16 coefficients would add noise comparable to the small
+        # components' variance.
+        with torch.autocast(device_type=imgs.device.type, enabled=False):
+            patches = patchify(imgs.float(), self.patch_size)                # [B, L, P]
+            if not bool(self.fitted):
+                if not self.training:
+                    raise RuntimeError('PCATarget has no basis yet: it is fitted on the first training batch or '
+                                       'loaded from basis_file')
+                self.fit(patches.reshape(-1, patches.shape[-1]))
+            coeffs = (patches - self.mean) @ self.components.t()             # [B, L, K]
+            return coeffs / (self.variances + self.eps).sqrt() if self.whiten else coeffs
+
+    def inverse(self, coeffs: torch.Tensor) -> torch.Tensor:
+        """Coefficients ``[B, L, K]`` (whitened if ``whiten``) -> patches ``[B, L, P]``."""
+        if self.whiten:
+            coeffs = coeffs * (self.variances + self.eps).sqrt()
+        return coeffs @ self.components + self.mean
+
+    def loss(self, pred: torch.Tensor, imgs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        per_patch = (pred.float() - self(imgs)).pow(2).mean(dim=-1)          # [B, L]
+        return masked_mean(per_patch, mask)

@@ -1,0 +1,224 @@
+"""CAE: the regressor only cross-attends, the teacher follows the encoder by the momentum rule and never learns by
+gradient, the alignment target is detached, the decoder is scored on removed patches only, bad wiring fails early."""
+import uuid
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from timm.models.vision_transformer import Attention, Block
+
+from mimbench.algorithms import CAE
+from mimbench.masking import BaseMasker, split_indices
+from mimbench.models import CAERegressor, CrossAttention
+from mimbench.models.patches import patchify
+from mimbench.registry import MASKERS, MODELS
+
+TINY_CAE = str(Path(__file__).resolve().parent / 'configs/tiny_cae.py')
+
+
+def build_cae(**overrides):
+    cfg = dict(
+        type='CAE',
+        encoder=dict(type='ViT', arch='micro', img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2),
+        regressor=dict(type='CAERegressor', depth=2, num_heads=2),
+        decoder=dict(type='CAEDecoder', depth=1, num_heads=2),
+        masker=dict(type='BlockMasker', num_masked=8, min_block_patches=2),
+        target=dict(type='PixelTarget', normalize=False),
+    )
+    cfg.update(overrides)
+    return MODELS.build(cfg)
+
+
+def test_regressor_has_cross_attention_blocks_and_no_self_attention():
+    reg = CAERegressor(grid=(4, 4), embed_dim=32, depth=3, num_heads=2)
+    assert not any(isinstance(m, (Attention, Block)) for m in reg.modules())
+    assert sum(isinstance(m, CrossAttention) for m in reg.modules()) == 3
+
+
+def test_regressor_queries_are_the_masked_patches_and_keys_are_visible_plus_masked():
+    reg = CAERegressor(grid=(4, 4), embed_dim=32, depth=2, num_heads=2)
+    seen = []
+    reg.blocks[0].attn.register_forward_hook(lambda m, inp, out: seen.append((inp[0].shape[1], inp[1].shape[1])))
+    ids = split_indices(torch.arange(16).repeat(2, 1) % 3 == 0)   # 6 removed, 10 visible per image
+    out = reg(torch.randn(2, 1 + 10, 32), ids.ids_keep, ids.ids_masked)
+    assert out.shape == (2, 6, 32)
+    assert seen == [(6, 1 + 10 + 6)]
+
+
+def test_regressor_normalizes_queries_keys_and_values_separately():
+    block = CAERegressor(grid=(4, 4), embed_dim=32, depth=1, num_heads=2).blocks[0]
+    norms = [block.norm_q, block.norm_k, block.norm_v]
+    assert len({id(n.weight) for n in norms}) == 3
+
+
+def test_regressor_output_does_not_depend_on_the_visible_tokens_order_only_on_their_positions():
+    # Queries find context through position embeddings: shuffling visible tokens together with their ids changes
+    # nothing, which fails if positions were attached to the wrong tokens.
+    reg = CAERegressor(grid=(4, 4), embed_dim=32, depth=2, num_heads=2).eval()
+    ids = split_indices(torch.arange(16).repeat(1, 1) % 2 == 0)
+    latent = torch.randn(1, 1 + 8, 32)
+    perm = torch.randperm(8)
+    shuffled = torch.cat([latent[:, :1], latent[:, 1:][:, perm]], dim=1)
+    torch.testing.assert_close(reg(latent, ids.ids_keep, ids.ids_masked),
+                               reg(shuffled, ids.ids_keep[:, perm], ids.ids_masked), atol=1e-5, rtol=1e-5)
+
+
+def test_teacher_starts_as_a_copy_of_the_encoder_and_gets_no_gradients():
+    cae = build_cae()
+    for (name, t), s in zip(cae.teacher.state_dict().items(), cae.encoder.state_dict().values()):
+        assert torch.equal(t, s), name
+    losses = cae.loss(torch.randn(2, 3, 16, 16))
+    sum(losses.values()).backward()
+    assert all(p.grad is None and not p.requires_grad for p in cae.teacher.parameters())
+    assert cae.encoder.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize('momentum, remaining', [(0.0, 0.0), (1.0, 1.0), (0.5, 0.5)])
+def test_momentum_update_moves_the_teacher_by_one_minus_m_of_the_distance(momentum, remaining):
+    cae = build_cae(momentum=momentum)
+    with torch.no_grad():
+        for p in cae.teacher.parameters():
+            p.add_(torch.randn_like(p))
+    before = [t.clone() - s for t, s in zip(cae.teacher.parameters(), cae.encoder.parameters())]
+    cae.momentum_update()
+    after = [t - s for t, s in zip(cae.teacher.parameters(), cae.encoder.parameters())]
+    for b, a in zip(before, after):
+        torch.testing.assert_close(a, remaining * b, atol=1e-6, rtol=0)
+    if momentum == 0.0:
+        assert all(torch.equal(t, s) for t, s in zip(cae.teacher.parameters(), cae.encoder.parameters()))
+
+
+def test_alignment_target_is_detached_even_if_the_teacher_were_trainable():
+    cae = build_cae()
+    cae.teacher.requires_grad_(True)
+    cae.loss(torch.randn(2, 3, 16, 16))['loss_align'].backward()
+    assert all(p.grad is None for p in cae.teacher.parameters())
+    assert cae.regressor.mask_token.grad.abs().sum() > 0
+
+
+def test_teacher_encodes_the_masked_patches_content():
+    cae = build_cae()
+    imgs, mask = torch.randn(2, 3, 16, 16), cae.masker(2)
+    target = cae.teacher_latents(imgs, split_indices(mask).ids_masked)
+    # The content of visible patches does not reach the teacher's latents.
+    changed = imgs.clone()
+    visible = ~mask[0].view(4, 4).repeat_interleave(4, 0).repeat_interleave(4, 1)
+    changed[0][:, visible] += 5.0
+    torch.testing.assert_close(cae.teacher_latents(changed, split_indices(mask).ids_masked), target)
+    assert target.shape == (2, 8, 32) and not target.requires_grad
+
+
+def test_decoding_loss_is_the_mse_over_removed_patches_only():
+    cae = build_cae()
+    imgs, mask = torch.randn(2, 3, 16, 16), cae.masker(2)
+    decoded = []
+    cae.decoder.register_forward_hook(lambda m, inp, out: decoded.append(out))
+    loss = cae.loss(imgs, mask)['loss_decode']
+    assert decoded[0].shape == (2, 8, 48)                       # predictions exist for removed patches only
+    target = patchify(imgs, 4)[mask].view(2, 8, 48)             # removed patches, ascending position per image
+    torch.testing.assert_close(loss, (decoded[0] - target).pow(2).mean())
+
+
+def test_loss_is_decoding_plus_lambda_times_alignment_and_both_are_logged():
+    cae = build_cae(align_weight=3.0)
+    imgs, mask = torch.randn(2, 3, 16, 16), cae.masker(2)
+    regressed = []
+    cae.regressor.register_forward_hook(lambda m, inp, out: regressed.append(out))
+    losses = cae.loss(imgs, mask)
+    target = cae.teacher_latents(imgs, split_indices(mask).ids_masked)
+    torch.testing.assert_close(losses['loss_align'], 3.0 * (regressed[0] - target).pow(2).mean())
+    total, log_vars = cae.parse_losses(losses)
+    assert {'loss', 'loss_decode', 'loss_align'} <= set(log_vars)
+    torch.testing.assert_close(total, losses['loss_decode'] + losses['loss_align'])
+
+
+def test_teacher_stays_in_eval_mode_when_the_model_trains():
+    cae = build_cae(encoder=dict(type='ViT', arch='micro', img_size=16, patch_size=4, embed_dim=32, depth=2,
+                                 num_heads=2, drop_path_rate=0.5))
+    cae.train()
+    assert cae.encoder.training and not cae.teacher.training
+
+
+@pytest.mark.parametrize('key, value, message', [
+    ('align_weight', -0.1, r'align_weight \(lambda\) must be a number >= 0'),
+    ('momentum', 1.5, r'momentum must be a number in \[0, 1\]'),
+    ('momentum', -0.01, r'momentum must be a number in \[0, 1\]'),
+])
+def test_bad_loss_weight_or_momentum_is_a_clear_error(key, value, message):
+    with pytest.raises(ValueError, match=message):
+        build_cae(**{key: value})
+
+
+def test_regressor_configured_for_another_mask_count_fails_at_build_time():
+    with pytest.raises(ValueError, match='regressor.num_masked=10 but the masker removes 8 of 16'):
+        build_cae(regressor=dict(type='CAERegressor', depth=1, num_heads=2, num_masked=10))
+
+
+@MASKERS.register_module(force=True)
+class _VariableCountMasker(BaseMasker):
+    def __init__(self, grid):
+        super().__init__(grid, 1)
+        self.num_masked = None   # a masker whose count varies per image
+
+
+def test_masker_without_a_fixed_count_fails_at_build_time():
+    with pytest.raises(ValueError, match='removes a fixed number of patches per image'):
+        build_cae(masker=dict(type='_VariableCountMasker'))
+
+
+def test_decoder_width_that_does_not_match_the_target_fails_at_build_time():
+    with pytest.raises(ValueError, match='decoder out_dim=100 does not match the target, which needs 48'):
+        build_cae(decoder=dict(type='CAEDecoder', depth=1, num_heads=2, out_dim=100))
+
+
+def test_training_without_the_momentum_hook_warns():
+    cae = build_cae().train()
+    with pytest.warns(RuntimeWarning, match='MomentumTeacherHook'):
+        for _ in range(3):
+            cae.loss(torch.randn(2, 3, 16, 16))
+
+
+def _train_tiny_cae(work_dir, momentum):
+    from mimbench.engine.runner import apply_cli, build_runner, load_config
+    cfg = load_config(TINY_CAE, {'model.momentum': momentum})
+    apply_cli(cfg, TINY_CAE, work_dir=str(work_dir), max_iters=3)
+    cfg.experiment_name = uuid.uuid4().hex
+    runner = build_runner(cfg)
+    start = {k: v.clone() for k, v in runner.model.encoder.state_dict().items()}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        runner.train()
+    assert not [w for w in caught if 'MomentumTeacherHook' in str(w.message)]
+    return runner.model, start
+
+
+@pytest.mark.parametrize('momentum', [0.0, 1.0])
+def test_the_hook_updates_the_teacher_after_every_optimizer_step(tmp_path, momentum):
+    model, start = _train_tiny_cae(tmp_path, momentum)
+    expected = model.encoder.state_dict() if momentum == 0.0 else start
+    moved = [k for k in start if not torch.equal(start[k], model.encoder.state_dict()[k])]
+    assert moved, 'the encoder did not train'
+    for name, value in model.teacher.state_dict().items():
+        assert torch.equal(value, expected[name]), name
+
+
+def test_cae_is_exported():
+    assert CAE is type(build_cae())
+
+
+def test_alignment_tool_prints_both_paths_and_the_control_and_writes_the_grid(tmp_path, capsys):
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tools'))
+    import cae_alignment
+
+    _train_tiny_cae(tmp_path, 0.0)
+    cae_alignment.main([str(tmp_path / 'iter_3.pth'), '--num-images', '8', '--show', '2',
+                        '--out', str(tmp_path / 'grid.png')])
+    out = capsys.readouterr().out
+    for path in ('encoder(visible) -> regressor -> decoder', 'encoder(all) -> decoder',
+                 'random-init encoder(all) -> decoder'):
+        assert path in out
+    from PIL import Image
+    width, height = Image.open(tmp_path / 'grid.png').size
+    assert (width, height) == (5 * (16 * 4 + 2) + 2, 2 * (16 * 4 + 2) + 2)   # 5 panels x 2 images, 4x upscaled

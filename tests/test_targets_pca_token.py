@@ -1,0 +1,124 @@
+"""PCA and token targets: what they predict, how they are fitted or loaded, and the errors a config can hit."""
+import pytest
+import torch
+
+from mimbench.models.patches import patchify
+from mimbench.targets import PCATarget, TokenTarget, fit_pca
+from tests.fixtures.tokenizers import make_tokenizer_file
+
+
+def correlated_patches(n=4000, dim=48, rank=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(n, rank, generator=g) * torch.linspace(3, 1, rank)) @ torch.randn(rank, dim, generator=g) \
+        + 0.1 * torch.randn(n, dim, generator=g) + 0.5
+
+
+@pytest.mark.parametrize('k', [4, 16])
+def test_pca_inverse_recovers_the_patch_up_to_the_discarded_variance(k):
+    patches = correlated_patches()
+    target = PCATarget(patch_size=4, num_components=k).fit(patches)
+    coeffs = (patches - target.mean) @ target.components.t()
+    residual = (target.inverse(coeffs[None])[0] - patches).pow(2).sum(1).mean()
+    discarded = fit_pca(patches)['variances'][k:].sum() * (len(patches) - 1) / len(patches)
+    assert residual.item() == pytest.approx(discarded.item(), rel=1e-3)
+
+
+def test_pca_with_every_component_inverts_images_exactly():
+    imgs = torch.randn(3, 3, 16, 16)
+    target = PCATarget(patch_size=4, num_components=48).fit(patchify(imgs, 4).reshape(-1, 48))
+    torch.testing.assert_close(target.inverse(target(imgs)), patchify(imgs, 4), atol=1e-4, rtol=1e-4)
+
+
+def test_pca_whitened_coefficients_have_unit_variance_and_invert_like_plain_ones():
+    patches = correlated_patches()
+    white = PCATarget(patch_size=4, num_components=6, whiten=True).fit(patches)
+    plain = PCATarget(patch_size=4, num_components=6).fit(patches)
+    imgs = torch.randn(2, 3, 16, 16)
+    coeffs = ((patches - white.mean) @ white.components.t()) / white.variances.sqrt()
+    torch.testing.assert_close(coeffs.var(0), torch.ones(6), atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(white.inverse(white(imgs)), plain.inverse(plain(imgs)), atol=1e-4, rtol=1e-4)
+
+
+def test_pca_is_fitted_on_the_first_training_batch_saved_and_reused(tmp_path):
+    basis = tmp_path / 'pca' / 'basis.pth'
+    first = PCATarget(patch_size=4, num_components=8, basis_file=str(basis)).train()
+    imgs = torch.randn(8, 3, 16, 16) * torch.linspace(0.2, 2, 16)            # anisotropic columns
+    coeffs = first(imgs)
+    assert coeffs.shape == (8, 16, 8) and basis.is_file()
+    later = PCATarget(patch_size=4, num_components=4, basis_file=str(basis))   # built, not fitted again
+    assert bool(later.fitted)
+    torch.testing.assert_close(later.components, first.components[:4])
+    assert later(torch.randn(2, 3, 16, 16)).shape == (2, 16, 4)
+    assert 0 < later.kept_variance < first.kept_variance < 1
+
+
+def test_pca_without_a_basis_refuses_to_fit_outside_training():
+    with pytest.raises(RuntimeError, match='no basis yet'):
+        PCATarget(patch_size=4).eval()(torch.randn(1, 3, 8, 8))
+
+
+@pytest.mark.parametrize('k', [0, 49])
+def test_pca_component_count_outside_the_patch_size_is_a_clear_error(k):
+    with pytest.raises(ValueError, match=r'num_components must be an int in \[1, 48\]'):
+        PCATarget(patch_size=4, num_components=k)
+
+
+def test_pca_basis_for_another_patch_size_is_a_clear_error(tmp_path):
+    basis = tmp_path / 'b.pth'
+    PCATarget(patch_size=2, num_components=4, basis_file=str(basis)).fit(torch.randn(100, 12))
+    with pytest.raises(ValueError, match='is for patches of 12 values, this target has 48'):
+        PCATarget(patch_size=4, num_components=4, basis_file=str(basis))
+
+
+def test_token_ids_are_one_per_patch_and_inside_the_vocabulary(tmp_path):
+    target = TokenTarget(patch_size=4, checkpoint=make_tokenizer_file(tmp_path / 't.pth', vocab_size=16))
+    ids = target(torch.randn(3, 3, 16, 16))
+    assert ids.shape == (3, 16) and ids.dtype == torch.long
+    assert ids.min() >= 0 and ids.max() < 16
+    assert target.channels == 16
+
+
+def test_token_loss_is_cross_entropy_over_removed_patches_only(tmp_path):
+    target = TokenTarget(patch_size=4, checkpoint=make_tokenizer_file(tmp_path / 't.pth', vocab_size=16))
+    imgs = torch.randn(2, 3, 16, 16)
+    mask = torch.zeros(2, 16, dtype=torch.bool)
+    mask[:, :5] = True
+    pred = torch.randn(2, 16, 16, requires_grad=True)
+    loss = target.loss(pred, imgs, mask)
+    ids = target(imgs)
+    expected = torch.nn.functional.cross_entropy(pred[:, :5].reshape(-1, 16), ids[:, :5].reshape(-1))
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    assert torch.all(pred.grad[:, 5:] == 0) and pred.grad[:, :5].abs().sum() > 0
+
+
+def test_tokens_do_not_depend_on_training_mode_and_the_tokenizer_is_frozen(tmp_path):
+    target = TokenTarget(patch_size=4, checkpoint=make_tokenizer_file(tmp_path / 't.pth'))
+    imgs = torch.randn(2, 3, 16, 16)
+    train_ids = target.train()(imgs)
+    assert not target.tokenizer.training
+    assert torch.equal(train_ids, target.eval()(imgs))
+    assert not any(p.requires_grad for p in target.parameters())
+
+
+def test_token_target_maps_the_algorithms_normalization_to_the_tokenizers(tmp_path):
+    tok = make_tokenizer_file(tmp_path / 't.pth', mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    pixels = torch.rand(2, 3, 16, 16)
+    same = TokenTarget(patch_size=4, checkpoint=tok)
+    other = TokenTarget(patch_size=4, checkpoint=tok, img_mean=(0.4, 0.4, 0.4), img_std=(0.2, 0.2, 0.2))
+    assert torch.equal(same((pixels - 0.5) / 0.25), other((pixels - 0.4) / 0.2))
+
+
+def test_missing_tokenizer_checkpoint_says_which_command_makes_one(tmp_path):
+    with pytest.raises(FileNotFoundError, match='python tools/train_tokenizer.py configs/tokenizer_cifar10.py'):
+        TokenTarget(patch_size=4, checkpoint=str(tmp_path / 'missing.pth'))
+
+
+def test_vocabulary_size_that_differs_from_the_tokenizer_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match='vocab_size=8192 but the tokenizer .* has a vocabulary of 16'):
+        TokenTarget(patch_size=4, checkpoint=make_tokenizer_file(tmp_path / 't.pth'), vocab_size=8192)
+
+
+def test_tokenizer_grid_that_differs_from_the_patch_grid_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match='one token per 2x2 pixels but the encoder patch_size is 4'):
+        TokenTarget(patch_size=4, checkpoint=make_tokenizer_file(tmp_path / 't.pth', downsample=2))
