@@ -1,0 +1,14 @@
+# Evaluation data of the micro protocol: CIFAR-10 at 32 px. Probes and kNN train on features of the training
+# split and report top-1 on the test split; features are of the unaugmented images (no pipeline).
+data_root = '../shared/data/cifar10'
+data = dict(
+    train=dict(type='CIFAR10', root=data_root, split='train'),
+    test=dict(type='CIFAR10', root=data_root, split='test'),
+    num_classes=10,
+)
+# Feature extraction: 500 images per forward pass (large batches keep the matrix multiplies efficient) through a
+# bfloat16 copy of the encoder: about twice as fast as float32 on this project's CPUs (AVX512-BF16), with the
+# same probe accuracy (micro MAE, linear / kNN top-1: cls 51.2 / 39.8 in bf16 vs 51.4 / 39.7 in fp32; mean
+# 56.7 / 44.1 in both). On a CPU without bf16 units use dtype='float32' (--cfg-options extract.dtype=float32).
+# threads: None uses every core (fastest on an idle machine); 1 when another job shares the machine.
+extract = dict(batch_size=500, dtype='bfloat16', num_workers=0, threads=None)

@@ -1,0 +1,73 @@
+"""The JSON record an evaluation leaves behind: what was evaluated, how, and the top-1 it reached.
+
+Every table row is made from these files, so a record carries everything needed to tell two rows apart:
+the weights (checkpoint path and content hash, or random init with its seed), the pretraining config's hash,
+the protocol and its hyperparameters, the data sizes, the seed, the accuracy and the wall time.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+import mimbench
+
+RECORD_VERSION = 1
+# The fields every record has; tests and table scripts rely on them.
+REQUIRED_FIELDS = ('protocol', 'checkpoint', 'checkpoint_sha256', 'init', 'config_hash', 'seed', 'accuracy',
+                   'wall_time_s', 'hparams')
+
+
+def make_record(*, protocol: str, loaded, seed: int, accuracy: float, wall_time_s: float, hparams: dict,
+                **extra) -> dict:
+    """A record dict for ``loaded`` (a :class:`~mimbench.evaluation.encoder.LoadedEncoder`).
+
+    ``accuracy`` is top-1 in percent on the evaluation split; ``extra`` adds fields (data sizes, feature
+    timings, the eval config used).
+    """
+    record = dict(
+        protocol=protocol,
+        checkpoint=loaded.checkpoint,
+        checkpoint_sha256=loaded.checkpoint_sha256,
+        init=loaded.init,
+        config=loaded.config_name,
+        config_hash=loaded.config_hash,
+        seed=seed,
+        accuracy=round(float(accuracy), 4),
+        wall_time_s=round(float(wall_time_s), 2),
+        hparams=hparams,
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+        host=dict(machine=platform.machine(), processor=platform.processor() or None, cpus=os.cpu_count()),
+        mimbench_version=mimbench.__version__,
+        record_version=RECORD_VERSION,
+    )
+    record.update(extra)
+    return record
+
+
+def write_record(record: dict, path: str | os.PathLike) -> Path:
+    """Write ``record`` as JSON to ``path`` atomically: a reader sees the old file or the whole new one."""
+    missing = [f for f in REQUIRED_FIELDS if f not in record]
+    if missing:
+        raise ValueError(f'record lacks {", ".join(missing)}')
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'w') as f:
+            json.dump(record, f, indent=2, sort_keys=False, default=str)
+            f.write('\n')
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def read_record(path: str | os.PathLike) -> dict:
+    with open(path) as f:
+        return json.load(f)

@@ -1,0 +1,424 @@
+"""Evaluation protocols: what a probe may touch, how its BatchNorm behaves, what kNN and layer decay compute,
+when features are reused, which checkpoints are refused, and what a record holds."""
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from mmengine.config import Config
+
+from mimbench.engine.runner import load_config
+from mimbench.evaluation import (AttentiveProbeHead, Classifier, EncoderMismatchError, FeatureCache, Features,
+                                 LinearProbeHead, cached_features, evaluate, extract_features, knn_predict,
+                                 layer_decay_groups, linear_probe, load_encoder, read_record, write_record)
+from mimbench.evaluation.attentive import normalize_tokens
+from mimbench.evaluation.features import pool_tokens
+from mimbench.evaluation.finetune import layer_id
+from mimbench.evaluation.optim import set_lr, torch_threads, warmup_cosine
+from mimbench.evaluation.probe import train_probe
+from mimbench.evaluation.records import REQUIRED_FIELDS
+from mimbench.evaluation.run import run_probe
+from mimbench.registry import MODELS
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = str(REPO / 'tests/configs/tiny_mae.py')   # ViT: 16 px, patch 4 (4x4 grid), width 32, depth 2, 2 heads
+
+
+def load_tool(name):
+    """``tools/<name>.py`` as a module (tools/ is not a package)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f'tool_{name}', REPO / 'tools' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def make_checkpoint(path, options=None, seed=0):
+    """An mmengine-style pretraining checkpoint of the tiny MAE: ``state_dict`` plus ``meta['cfg']``."""
+    cfg = load_config(TINY, options)
+    torch.manual_seed(seed)
+    model = MODELS.build(cfg.model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({'state_dict': model.state_dict(), 'meta': {'cfg': cfg.pretty_text, 'iter': 2}}, path)
+    return model
+
+
+def eval_config(protocol='linear', **overrides):
+    """A seconds-long eval config on synthetic 16 px images in 4 classes."""
+    cfg = dict(
+        protocol=protocol,
+        data=dict(train=dict(type='SyntheticImages', num_images=64, image_size=16, num_classes=4, seed=0),
+                  test=dict(type='SyntheticImages', num_images=32, image_size=16, num_classes=4, seed=1),
+                  num_classes=4),
+        extract=dict(batch_size=32, dtype='float32', num_workers=0),
+        pool='cls', optimizer=dict(type='LARS', momentum=0.9, weight_decay=0.0), base_lr=0.1,
+        batch_size=32, epochs=3, warmup_epochs=1, k=5, temperature=0.07, num_heads=None)
+    if protocol == 'attentive':
+        cfg.update(pool='tokens', optimizer=dict(type='SGD', momentum=0.9, weight_decay=0.0), base_lr=0.05)
+    if protocol == 'finetune':
+        cfg.update(pool='mean', epochs=1, warmup_epochs=0.5, batch_size=16, base_lr=1e-3, layer_decay=0.75,
+                   weight_decay=0.05, betas=(0.9, 0.999), drop_path=0.1, label_smoothing=0.1, mixup=0.8,
+                   cutmix=1.0, mixup_prob=1.0, mixup_switch_prob=0.5, rand_augment=dict(num_ops=2, magnitude=9),
+                   random_erasing=0.25, clip_grad=None, amp=False, num_workers=0, log_interval=1,
+                   train_pipeline=[dict(type='RandomResizedCrop', size=16, scale=(0.08, 1.0)),
+                                   dict(type='RandomHorizontalFlip')])
+    cfg.update(overrides)
+    return Config(cfg)
+
+
+def synthetic(n, dim, num_classes=3, seed=0, scale=1.0, shift=0.0):
+    """Gaussian clusters: class c centred on 3 * e_c, so a linear classifier separates them."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % num_classes
+    feats = torch.randn(n, dim, generator=g) * 0.3
+    feats[torch.arange(n), labels] += 3.0
+    return Features(feats * scale + shift, labels)
+
+
+# ------------------------------------------------------------------------------------------ loading weights
+
+def test_the_encoder_is_rebuilt_from_the_config_stored_in_the_checkpoint(tmp_path):
+    model = make_checkpoint(tmp_path / 'run/iter_2.pth')
+    (tmp_path / 'run/last_checkpoint').write_text(str(tmp_path / 'run/iter_2.pth'))
+    for given in ('run/iter_2.pth', 'run/latest.pth', 'run'):   # a file, the usual alias, a work dir
+        loaded = load_encoder(tmp_path / given)
+        assert loaded.checkpoint == str(tmp_path / 'run/iter_2.pth')
+        for name, value in model.encoder.state_dict().items():
+            assert torch.equal(loaded.encoder.state_dict()[name], value), name
+
+
+def test_a_checkpoint_of_another_architecture_is_refused_naming_keys_and_shapes(tmp_path):
+    make_checkpoint(tmp_path / 'ckpt.pth')
+    wider = tmp_path / 'wider.py'
+    wider.write_text(f"_base_ = ['{TINY}']\nmodel = dict(encoder=dict(embed_dim=48))\n")
+    with pytest.raises(EncoderMismatchError, match=r'patch_embed\.proj\.weight: checkpoint \[32, 3, 4, 4\] '
+                                                   r'vs config \[48, 3, 4, 4\]'):
+        load_encoder(tmp_path / 'ckpt.pth', str(wider))
+    deeper = tmp_path / 'deeper.py'
+    deeper.write_text(f"_base_ = ['{TINY}']\nmodel = dict(encoder=dict(depth=3))\n")
+    with pytest.raises(EncoderMismatchError, match=r'missing from the checkpoint: blocks\.2\.'):
+        load_encoder(tmp_path / 'ckpt.pth', str(deeper))
+
+
+def test_the_eval_tool_reports_an_architecture_mismatch_in_one_line(tmp_path):
+    main = load_tool('eval').main
+    make_checkpoint(tmp_path / 'ckpt.pth')
+    wider = tmp_path / 'wider.py'
+    wider.write_text(f"_base_ = ['{TINY}']\nmodel = dict(encoder=dict(embed_dim=48, num_heads=2))\n")
+    with pytest.raises(SystemExit, match='error: the encoder in .* does not match the config'):
+        main([str(tmp_path / 'ckpt.pth'), '--protocol', 'knn', '--config', str(wider)])
+
+
+# ------------------------------------------------------------------------------------------------- features
+
+def test_features_come_from_the_eval_mode_encoder_in_every_pooling():
+    encoder = load_config(TINY).model.encoder
+    from mimbench.registry import ENCODERS
+    vit = ENCODERS.build(dict(encoder, drop_path_rate=0.5)).train()    # drop path would randomize a train pass
+    pre = MODELS.build(dict(type='ImagePreprocessor'))
+    from mimbench.data import SyntheticImages
+    ds = SyntheticImages(num_images=10, image_size=16)
+    a = extract_features(vit, pre, ds, ('cls', 'mean', 'tokens'), batch_size=4)
+    b = extract_features(vit, pre, ds, ('cls', 'mean', 'tokens'), batch_size=10)
+    with torch.no_grad():
+        out = vit.eval()(pre.normalize(ds.images))
+    torch.testing.assert_close(a['cls'].features, out[:, 0])
+    torch.testing.assert_close(a['mean'].features, out[:, 1:].mean(1))
+    assert a['tokens'].features.dtype == torch.float16 and a['tokens'].features.shape == (10, 16, 32)
+    torch.testing.assert_close(a['tokens'].features, out[:, 1:].half())
+    torch.testing.assert_close(a['cls'].features, b['cls'].features)
+    assert torch.equal(a['cls'].labels, ds.labels)
+    assert not any(p.requires_grad for p in vit.parameters())
+    with pytest.raises(ValueError, match="pool must be one of cls, mean, tokens, got 'max'"):
+        pool_tokens(out, 'max')
+
+
+def test_features_are_extracted_once_and_reused_from_the_cache(tmp_path, monkeypatch):
+    make_checkpoint(tmp_path / 'a.pth', seed=0)
+    make_checkpoint(tmp_path / 'b.pth', seed=1)
+    cache = FeatureCache(tmp_path / 'features')
+    from mimbench.data import SyntheticImages
+    ds = SyntheticImages(num_images=12, image_size=16)
+    loaded = load_encoder(tmp_path / 'a.pth')
+    first, report = cached_features(loaded, ds, 'train', ['cls', 'tokens'], cache, batch_size=6)
+    assert report['extracted'] == ['cls', 'tokens'] and report['cache_hits'] == []
+    assert len(list((tmp_path / 'features').glob('*.pt'))) == 2
+    assert not list((tmp_path / 'features').glob('*.tmp'))
+
+    import mimbench.evaluation.features as features_module
+
+    def no_extraction(*args, **kwargs):
+        raise AssertionError('the encoder ran although the features were cached')
+
+    monkeypatch.setattr(features_module, 'extract_features', no_extraction)
+    again, report = cached_features(load_encoder(tmp_path / 'a.pth'), ds, 'train', ['cls', 'tokens'], cache)
+    assert report['cache_hits'] == ['cls', 'tokens']
+    assert torch.equal(again['cls'].features, first['cls'].features)
+    assert torch.equal(again['tokens'].features, first['tokens'].features)
+    # Other weights, another split's data, or another pooling are other files.
+    for call in (lambda: cached_features(load_encoder(tmp_path / 'b.pth'), ds, 'train', ['cls'], cache),
+                 lambda: cached_features(loaded, SyntheticImages(num_images=12, image_size=16, seed=5), 'train',
+                                         ['cls'], cache),
+                 lambda: cached_features(loaded, ds, 'train', ['mean'], cache)):
+        with pytest.raises(AssertionError, match='the encoder ran'):
+            call()
+
+
+# ------------------------------------------------------------------------------------------------- probes
+
+@pytest.mark.parametrize('protocol', ['linear', 'attentive'])
+def test_a_probe_leaves_the_encoder_frozen(tmp_path, protocol):
+    make_checkpoint(tmp_path / 'ckpt.pth')
+    loaded = load_encoder(tmp_path / 'ckpt.pth')
+    before = {k: v.clone() for k, v in loaded.encoder.state_dict().items()}
+    top1, hparams, _ = run_probe(protocol, loaded, eval_config(protocol), cache=None)
+    assert 0 <= top1 <= 100 and hparams['epochs'] == 3
+    assert not any(p.requires_grad for p in loaded.encoder.parameters())
+    for name, value in loaded.encoder.state_dict().items():
+        assert torch.equal(value, before[name]), f'{name} changed during a {protocol} probe'
+
+
+def test_the_linear_head_batchnorm_has_no_affine_and_uses_running_statistics_in_eval():
+    head = LinearProbeHead(8, 3)
+    assert head.bn.weight is None and head.bn.bias is None and not head.bn.affine
+    assert [n for n, _ in head.named_parameters()] == ['fc.weight', 'fc.bias']
+    # Features far from zero mean / unit variance: the BatchNorm is what makes them easy to probe.
+    train = synthetic(600, 8, scale=20.0, shift=50.0)
+    test = synthetic(300, 8, seed=1, scale=20.0, shift=50.0)
+    result = linear_probe(train, test, 3, epochs=30, batch_size=64, warmup_epochs=2, base_lr=1.0,
+                          optimizer=dict(type='SGD', momentum=0.9))
+    assert result.accuracy == 100.0
+    head = result.head
+    # Training updated the running statistics towards the training features'.
+    torch.testing.assert_close(head.bn.running_mean, train.features.mean(0), atol=1.5, rtol=0.02)
+    torch.testing.assert_close(head.bn.running_var, train.features.var(0), atol=0, rtol=0.25)
+    # In eval mode a prediction uses those statistics, so it does not depend on the rest of the batch.
+    head.eval()
+    x = test.features[:5]
+    expected = head.fc((x - head.bn.running_mean) / (head.bn.running_var + head.bn.eps).sqrt())
+    with torch.no_grad():
+        torch.testing.assert_close(head(x), expected)
+        torch.testing.assert_close(head(x[:1]), head(x)[:1])
+    # In training mode it normalizes with the batch's own statistics.
+    head.train()
+    with torch.no_grad():
+        normed = head.bn(test.features[:64])
+    torch.testing.assert_close(normed.mean(0), torch.zeros(8), atol=1e-4, rtol=0)
+
+
+def test_lars_rescales_matrices_but_not_biases():
+    from mimbench.evaluation.optim import build_probe_optimizer
+    head = LinearProbeHead(4, 2)
+    opt = build_probe_optimizer(dict(type='LARS', momentum=0.9, weight_decay=0.0), head, lr=0.5)
+    assert type(opt).__name__ == 'Lars'
+    (matrices, vectors) = opt.param_groups
+    assert matrices['params'][0] is head.fc.weight and matrices['always_adapt']
+    assert vectors['params'][0] is head.fc.bias and not vectors['always_adapt'] and vectors['weight_decay'] == 0
+
+
+@pytest.mark.parametrize('token_dtype, tol', [(torch.float32, 1e-5), (torch.bfloat16, 3e-2)])
+def test_the_attentive_head_equals_textbook_cross_attention(token_dtype, tol):
+    torch.manual_seed(0)
+    head = AttentiveProbeHead(12, 5, num_heads=3, token_dtype=token_dtype)
+    with torch.no_grad():   # move every parameter off its initial value, so each one matters
+        for p in head.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    tokens = torch.randn(4, 7, 12) * 2 + 1
+    # The block as written in the papers: LayerNorm on each input, project, multi-head attention, project.
+    H, hd = 3, 4
+    q = head.q(head.norm_q(head.query)).view(1, 1, H, hd).transpose(1, 2).expand(4, -1, -1, -1)
+    k = F.linear(head.norm_k(tokens), head.k.weight).view(4, 7, H, hd).transpose(1, 2)
+    v = head.v(head.norm_v(tokens)).view(4, 7, H, hd).transpose(1, 2)
+    attended = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(4, 12)
+    torch.testing.assert_close(head.attend(tokens), head.proj(attended), atol=tol, rtol=tol)
+    # Training feeds tokens normalized once up front; the head then skips its own normalization.
+    head.inputs_normalized = True
+    normed = normalize_tokens(tokens, head.norm_k.eps, dtype=token_dtype)
+    torch.testing.assert_close(normed.float(), F.layer_norm(tokens, (12,), eps=1e-6), atol=tol, rtol=tol)
+    torch.testing.assert_close(head.attend(normed), head.proj(attended), atol=tol, rtol=tol)
+
+
+def test_the_attentive_query_starts_at_zero_so_the_first_pooling_is_a_plain_average():
+    head = AttentiveProbeHead(8, 2, num_heads=2)
+    assert torch.equal(head.query, torch.zeros(1, 8))
+    assert head.bn.weight is None                             # BatchNorm(affine=False), as in the linear probe
+    tokens = torch.randn(3, 5, 8)
+    with torch.no_grad():
+        expected = head.proj(head.v(head.norm_v(tokens)).mean(dim=1))
+        torch.testing.assert_close(head.attend(tokens), expected, atol=1e-6, rtol=1e-5)
+
+
+def test_the_attentive_probe_finds_the_token_that_carries_the_class():
+    # Class information in one token position only, hidden among noise tokens whose average blurs it.
+    def tokens(n, seed):
+        gen = torch.Generator().manual_seed(seed)
+        labels = torch.arange(n) % 2
+        x = torch.randn(n, 16, 8, generator=gen)
+        x[:, 3, 0] = 6.0 * (2 * labels - 1) + torch.randn(n, generator=gen) * 0.1   # token 3 carries the sign
+        x[:, 3, 1] = 8.0                                                             # and is recognizable
+        return Features(x.half(), labels)
+
+    from mimbench.evaluation import attentive_probe
+    train, test = tokens(512, 0), tokens(256, 1)
+    result = attentive_probe(train, test, 2, num_heads=2, epochs=30, batch_size=64, base_lr=2.0, warmup_epochs=2)
+    assert result.accuracy > 92
+    # Averaging the (normalized) tokens instead loses most of the signal.
+    mean = [Features(F.layer_norm(f.features.float(), (8,)).mean(1), f.labels) for f in (train, test)]
+    averaged = linear_probe(*mean, 2, epochs=30, batch_size=64, base_lr=1.0,
+                            optimizer=dict(type='SGD', momentum=0.9))
+    assert averaged.accuracy < 80
+
+
+# ---------------------------------------------------------------------------------------------------- kNN
+
+def test_knn_weights_votes_by_similarity_with_the_temperature():
+    def at(cos, sign=1):   # a unit vector at the given cosine to the test point (1, 0)
+        return [cos, sign * math.sqrt(1 - cos ** 2)]
+
+    # One very close neighbour of class 0, two slightly farther of class 1, and a far class-0 point outside k.
+    # (Lengths differ on purpose: cosine similarity ignores them.)
+    lengths = torch.tensor([[3.0], [0.5], [7.0], [1.0]])
+    train = torch.tensor([at(0.99), at(0.90), at(0.90, -1), [-1.0, 0.0]]) * lengths
+    labels = torch.tensor([0, 1, 1, 0])
+    test = torch.tensor([[2.0, 0.0]])
+    # T = 0.07: exp(0.99 / 0.07) = 1.4e6 outweighs 2 exp(0.90 / 0.07) = 7.7e5. T = 1: 2.7 loses to 2 x 2.5.
+    assert knn_predict(train, labels, test, 2, k=3, temperature=0.07).tolist() == [0]
+    assert knn_predict(train, labels, test, 2, k=3, temperature=1.0).tolist() == [1]
+    # k = 1: only the nearest votes.
+    assert knn_predict(train, labels, test, 2, k=1, temperature=1.0).tolist() == [0]
+
+
+def test_knn_in_chunks_predicts_what_it_predicts_at_once():
+    train, test = synthetic(500, 16, num_classes=5), synthetic(103, 16, num_classes=5, seed=1)
+    noisy = test.features + torch.randn(test.features.shape, generator=torch.Generator().manual_seed(0)) * 1.5
+    whole = knn_predict(train.features, train.labels, noisy, 5, chunk_size=10_000)
+    chunked = knn_predict(train.features, train.labels, noisy, 5, chunk_size=7)
+    assert torch.equal(whole, chunked)
+    assert (whole == test.labels).float().mean() > 0.8
+
+
+# ----------------------------------------------------------------------------------------------- fine-tune
+
+def test_layer_wise_decay_gives_each_block_its_own_lr():
+    from mimbench.registry import ENCODERS
+    vit = ENCODERS.build(dict(type='ViT', arch='micro', img_size=16, patch_size=4, embed_dim=32, depth=3,
+                              num_heads=2))
+    model = Classifier(vit, 10)
+    opt = torch.optim.AdamW(layer_decay_groups(model, depth=3, layer_decay=0.5, weight_decay=0.05), lr=1.0)
+    set_lr(opt, 2.0)
+    lr_of = {name: g['lr'] for g in opt.param_groups for name in g['names']}
+    wd_of = {name: g['weight_decay'] for g in opt.param_groups for name in g['names']}
+    # lr = 2.0 * 0.5 ** (depth + 1 - layer): embeddings are layer 0, block i is layer i + 1, the head depth + 1.
+    assert lr_of['encoder.patch_embed.proj.weight'] == lr_of['encoder.cls_token'] == 2.0 * 0.5 ** 4
+    for i in range(3):
+        assert lr_of[f'encoder.blocks.{i}.attn.qkv.weight'] == 2.0 * 0.5 ** (3 - i)
+        assert lr_of[f'encoder.blocks.{i}.mlp.fc2.bias'] == 2.0 * 0.5 ** (3 - i)
+    assert lr_of['encoder.norm.weight'] == lr_of['fc_norm.weight'] == lr_of['head.weight'] == 2.0
+    assert set(lr_of) == {n for n, _ in model.named_parameters()}
+    # Weight decay on matrices only: not on biases, norms or the cls token.
+    assert wd_of['encoder.blocks.0.attn.qkv.weight'] == wd_of['head.weight'] == 0.05
+    assert wd_of['encoder.cls_token'] == wd_of['head.bias'] == wd_of['encoder.blocks.1.norm1.weight'] == 0.0
+    assert layer_id('encoder.blocks.2.attn.proj.weight', 3) == 3
+
+
+def test_warmup_then_cosine():
+    factors = [warmup_cosine(s, 100, 10) for s in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert factors[10] == pytest.approx(1.0) and factors[55] == pytest.approx(0.5, abs=0.02)
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:])) and factors[-1] < 0.001
+
+
+def test_fine_tuning_trains_the_whole_network_with_the_recipe_augmentations(tmp_path):
+    make_checkpoint(tmp_path / 'ckpt.pth')
+    loaded = load_encoder(tmp_path / 'ckpt.pth', drop_path_rate=0.1)
+    before = {k: v.clone() for k, v in loaded.encoder.state_dict().items()}
+    cfg = eval_config('finetune')
+    from mimbench.evaluation.run import run_finetune
+    lines = []
+    top1, hparams, extra = run_finetune(loaded, cfg, max_iters=3, log=lines.append)
+    assert 0 <= top1 <= 100 and extra['data'] == dict(train=64, test=32)
+    assert hparams['iters'] == 3 and hparams['schedule_iters'] == 4 and hparams['drop_path_rate'] == 0.1
+    assert any('iter 3/3' in line and 'loss' in line and 'img/s' in line for line in lines)
+    changed = [k for k, v in loaded.encoder.state_dict().items() if not torch.equal(v, before[k])]
+    assert 'blocks.0.attn.qkv.weight' in changed and 'patch_embed.proj.weight' in changed
+
+
+def test_the_scratch_baseline_is_the_same_code_on_a_random_init(tmp_path):
+    a = evaluate('finetune', scratch=TINY, eval_cfg=eval_config('finetune'), seed=3, max_iters=2,
+                 out=str(tmp_path / 'scratch.json'))
+    assert a['init'] == 'random' and a['checkpoint'] is None and a['seed'] == 3
+    assert a['hparams']['layer_decay'] == 0.75 and a['hparams']['mixup'] == 0.8
+    # The same seed gives the same random encoder; another seed another one.
+    w = [load_encoder(None, TINY, seed=s).encoder.blocks[0].attn.qkv.weight for s in (3, 3, 4)]
+    assert torch.equal(w[0], w[1]) and not torch.equal(w[0], w[2])
+
+
+# ------------------------------------------------------------------------------------------------ records
+
+def test_an_evaluation_writes_a_complete_json_record(tmp_path):
+    make_checkpoint(tmp_path / 'run/iter_2.pth')
+    out = tmp_path / 'records/knn.json'
+    record = evaluate('knn', str(tmp_path / 'run/iter_2.pth'), eval_cfg=eval_config('knn'), seed=7, out=str(out),
+                      cache_dir=str(tmp_path / 'cache'))
+    saved = read_record(out)
+    assert record.pop('out') == str(out) and saved == json.loads(json.dumps(record))
+    for field in REQUIRED_FIELDS:
+        assert field in saved, field
+    assert saved['protocol'] == 'knn' and saved['seed'] == 7 and saved['init'] == 'checkpoint'
+    assert saved['checkpoint'] == str(tmp_path / 'run/iter_2.pth') and len(saved['checkpoint_sha256']) == 64
+    assert len(saved['config_hash']) == 64 and 0 <= saved['accuracy'] <= 100 and saved['wall_time_s'] > 0
+    assert saved['hparams']['k'] == 5 and saved['hparams']['temperature'] == 0.07
+    assert saved['hparams']['pool'] == 'cls'
+    assert saved['data'] == dict(train=64, test=32)
+    assert saved['features']['train']['extracted'] == ['cls']
+    assert [p.name for p in out.parent.iterdir()] == ['knn.json']     # no temporary file left behind
+    with pytest.raises(ValueError, match='record lacks accuracy'):
+        write_record({k: v for k, v in saved.items() if k != 'accuracy'}, tmp_path / 'bad.json')
+
+
+def test_the_eval_tool_prints_top1_and_writes_the_record_next_to_the_checkpoint(tmp_path, capsys):
+    main = load_tool('eval').main
+    make_checkpoint(tmp_path / 'run/iter_2.pth')
+    (tmp_path / 'run/last_checkpoint').write_text(str(tmp_path / 'run/iter_2.pth'))
+    config = tmp_path / 'linear_tiny.py'
+    config.write_text(eval_config('linear').pretty_text)
+    record = main([str(tmp_path / 'run/latest.pth'), '--protocol', 'linear', '--config-eval', str(config),
+                   '--cfg-options', 'epochs=2'])
+    printed = capsys.readouterr().out
+    assert f'linear top-1: {record["accuracy"]:.2f}%' in printed and 'epoch 2/2' in printed
+    assert record['out'] == str(tmp_path / 'run/eval/linear_iter_2_seed0.json')
+    assert read_record(record['out'])['hparams']['epochs'] == 2
+    assert len(list((tmp_path / 'run/features').glob('iter_2_*_cls_*.pt'))) == 2   # train and test features
+
+
+def test_probes_run_on_the_configured_number_of_threads_and_restore_it():
+    before = torch.get_num_threads()
+    seen = []
+
+    class Spy(LinearProbeHead):
+        def forward(self, feats):
+            seen.append(torch.get_num_threads())
+            return super().forward(feats)
+
+    train = synthetic(64, 4)
+    train_probe(Spy(4, 3), train, train, epochs=1, batch_size=32, optimizer=dict(type='SGD'), base_lr=0.1,
+                threads=1)
+    assert set(seen) == {1} and torch.get_num_threads() == before
+    with torch_threads(None):
+        assert torch.get_num_threads() == before
+
+
+def test_probe_training_is_reproducible_from_the_seed():
+    train, test = synthetic(200, 6), synthetic(100, 6, seed=1)
+    runs = [linear_probe(train, test, 3, epochs=3, batch_size=32, seed=s).head.fc.weight for s in (0, 0, 1)]
+    assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
+
+
+def test_a_probe_whose_loss_is_not_finite_stops_with_advice():
+    train = synthetic(64, 4)
+    train.features[5, 2] = float('nan')          # one broken feature poisons the BatchNorm statistics
+    with pytest.raises(FloatingPointError, match='probe loss became nan in epoch 1'):
+        train_probe(LinearProbeHead(4, 3), train, train, epochs=2, batch_size=64,
+                    optimizer=dict(type='SGD', momentum=0.9), base_lr=0.1)

@@ -1,0 +1,131 @@
+"""Export to timm gives the same features; reconstruction pictures show what they claim and say how."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from timm.models.vision_transformer import VisionTransformer
+
+from mimbench.engine.runner import load_config
+from mimbench.evaluation.export import timm_model_args, timm_state_dict
+from mimbench.evaluation.reconstruction import MASK_GREY, reconstruct
+from mimbench.models.patches import patchify
+from mimbench.registry import ENCODERS, MODELS
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = str(REPO / 'tests/configs/tiny_mae.py')   # MAE: 16 px, patch 4, width 32, depth 2; raw-pixel target
+
+
+def load_tool(name):
+    """``tools/<name>.py`` as a module (tools/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(f'tool_{name}', REPO / 'tools' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def make_checkpoint(path, options=None, seed=0):
+    cfg = load_config(TINY, options)
+    torch.manual_seed(seed)
+    model = MODELS.build(cfg.model)
+    with torch.no_grad():   # move the zero/one-initialized tensors too, so that every weight is checked
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    torch.save({'state_dict': model.state_dict(), 'meta': {'cfg': cfg.pretty_text}}, path)
+    return model
+
+
+# --------------------------------------------------------------------------------------------------- export
+
+@pytest.mark.parametrize('options', [None, {'model.mask_token_in_encoder': True},
+                                     {'model.encoder.layer_scale_init': 0.1}],
+                         ids=['plain', 'with-mask-token', 'layer-scale'])
+def test_an_export_loads_into_timm_create_model_and_gives_identical_features(tmp_path, options):
+    model = make_checkpoint(tmp_path / 'ckpt.pth', options)
+    payload = load_tool('export').main([str(tmp_path / 'ckpt.pth'), str(tmp_path / 'vit.pth')])
+    meta = payload['meta']
+    assert 'mask_token' not in payload['state_dict']
+    vit = timm.create_model(meta['timm_model'], checkpoint_path=str(tmp_path / 'vit.pth'), **meta['timm_kwargs'])
+    x = torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        ours = model.encoder.eval()(x)
+        theirs = vit.eval().forward_features(x)
+    torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=1e-5)
+
+
+def test_the_micro_encoder_matches_a_hand_built_timm_vision_transformer():
+    torch.manual_seed(0)
+    ours = ENCODERS.build(dict(type='ViT', arch='micro', img_size=32, patch_size=4)).eval()
+    name, kwargs = timm_model_args(ours)
+    assert name == 'vit_tiny_patch16_224'
+    assert kwargs == dict(img_size=32, patch_size=4, in_chans=3, embed_dim=192, depth=6, num_heads=3,
+                          mlp_ratio=4.0, qkv_bias=True, init_values=None, num_classes=0, global_pool='token')
+    theirs = VisionTransformer(img_size=32, patch_size=4, embed_dim=192, depth=6, num_heads=3, num_classes=0)
+    assert theirs.norm.eps == ours.norm.eps == 1e-6
+    theirs.load_state_dict(timm_state_dict(ours), strict=True)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(theirs.eval().forward_features(x), ours(x), atol=1e-5, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------- pictures
+
+def tiny_mae(normalize):
+    cfg = load_config(TINY, {'model.target.normalize': normalize})
+    torch.manual_seed(0)
+    return MODELS.build(cfg.model).eval()
+
+
+def images(n=3):
+    from mimbench.data import SyntheticImages
+    return SyntheticImages(num_images=n, image_size=16).images
+
+
+def test_norm_pixel_predictions_are_unnormalized_with_each_patch_statistics_and_the_caption_says_so():
+    model = tiny_mae(normalize=True)
+    imgs = images()
+    # A model that predicts the normalized target perfectly must give back the original image ...
+    model.reconstruct = lambda x, mask: model.target(x)
+    rec = reconstruct(model, imgs, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(rec.reconstruction, rec.original, atol=1e-4, rtol=0)
+    # ... and one that predicts all zeros gets flat patches at each true patch's mean: the statistics leak.
+    # (The tiny config normalizes all channels alike, so the mean over a patch's channels survives drawing.)
+    model.reconstruct = lambda x, mask: torch.zeros_like(model.target(x))
+    rec = reconstruct(model, imgs, generator=torch.Generator().manual_seed(0))
+    flat = patchify(rec.reconstruction, 4)
+    torch.testing.assert_close(flat, patchify(rec.original, 4).mean(-1, keepdim=True).expand_as(flat),
+                               atol=1e-4, rtol=0)
+    assert 'un-normalized with the ground-truth mean and variance of that patch' in rec.caption
+    assert 'leaks' in rec.caption
+
+
+def test_raw_pixel_predictions_are_drawn_as_predicted():
+    model = tiny_mae(normalize=False)
+    model.reconstruct = lambda x, mask: torch.zeros(x.shape[0], 16, 48)   # 0 = the dataset mean colour
+    rec = reconstruct(model, images(), generator=torch.Generator().manual_seed(0))
+    mean_colour = model.data_preprocessor.mean.view(1, 3, 1, 1).expand_as(rec.reconstruction)
+    torch.testing.assert_close(rec.reconstruction, mean_colour)
+    assert 'leaks' not in rec.caption and 'drawn as predicted' in rec.caption
+
+
+def test_the_pasted_panel_keeps_visible_patches_and_the_masked_panel_greys_removed_ones():
+    model = tiny_mae(normalize=True)
+    rec = reconstruct(model, images(), generator=torch.Generator().manual_seed(1))
+    mask = rec.mask.unsqueeze(-1)                                          # [B, L, 1], True = removed
+    assert rec.mask.sum(1).tolist() == [model.masker.num_masked] * 3     # the model's own masker drew it
+    pasted, original = patchify(rec.pasted, 4), patchify(rec.original, 4)
+    recon, masked = patchify(rec.reconstruction, 4), patchify(rec.masked, 4)
+    assert torch.equal(torch.where(mask, 0, pasted), torch.where(mask, 0, original))
+    torch.testing.assert_close(torch.where(mask, pasted, 0), torch.where(mask, recon, 0))
+    assert torch.all(torch.where(mask, masked, MASK_GREY) == MASK_GREY)
+    assert '75% of patches removed' in rec.caption
+
+
+def test_the_visualize_tool_writes_a_png_with_the_caption(tmp_path, capsys):
+    make_checkpoint(tmp_path / 'ckpt.pth', {'model.target.normalize': True})
+    rec = load_tool('visualize').main([str(tmp_path / 'ckpt.pth'), '--out', str(tmp_path / 'recon.png'),
+                                       '--num', '2'])
+    assert (tmp_path / 'recon.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert rec.original.shape == (2, 3, 16, 16)
+    assert 'ground-truth mean and variance' in capsys.readouterr().out
