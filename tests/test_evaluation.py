@@ -22,17 +22,10 @@ from mimbench.evaluation.records import REQUIRED_FIELDS
 from mimbench.evaluation.run import run_probe
 from mimbench.registry import MODELS
 
+from tests.fixtures.tools import load_tool  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / 'tests/configs/tiny_mae.py')   # ViT: 16 px, patch 4 (4x4 grid), width 32, depth 2, 2 heads
-
-
-def load_tool(name):
-    """``tools/<name>.py`` as a module (tools/ is not a package)."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(f'tool_{name}', REPO / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def make_checkpoint(path, options=None, seed=0):

@@ -1,5 +1,4 @@
 """Export to timm gives the same features; reconstruction pictures show what they claim and say how."""
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -13,16 +12,10 @@ from mimbench.evaluation.reconstruction import MASK_GREY, reconstruct
 from mimbench.models.patches import patchify
 from mimbench.registry import ENCODERS, MODELS
 
+from tests.fixtures.tools import load_tool  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / 'tests/configs/tiny_mae.py')   # MAE: 16 px, patch 4, width 32, depth 2; raw-pixel target
-
-
-def load_tool(name):
-    """``tools/<name>.py`` as a module (tools/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(f'tool_{name}', REPO / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def make_checkpoint(path, options=None, seed=0):
