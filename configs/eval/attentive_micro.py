@@ -15,4 +15,6 @@ batch_size = 1024
 epochs = 90
 warmup_epochs = 10
 token_dtype = 'bfloat16'
-threads = 1    # see mimbench.evaluation.optim.torch_threads
+# Both cores on an idle machine (1.35 s per epoch against 2 s on one), one when another job is running (on two
+# threads beside a busy process every step waits for a descheduled thread: 6x slower).
+threads = 'auto'

@@ -99,7 +99,7 @@ def normalize_tokens(tokens: torch.Tensor, eps: float = 1e-6, dtype: torch.dtype
 
 def attentive_probe(train: Features, test: Features, num_classes: int, *, num_heads: int = 8, epochs: int = 90,
                     batch_size: int = 1024, base_lr: float = 0.0125, warmup_epochs: float = 10,
-                    optimizer: dict | None = None, seed: int = 0, threads: int | None = 1,
+                    optimizer: dict | None = None, seed: int = 0, threads: int | str | None = 1,
                     token_dtype: str = 'bfloat16', log: Callable[[str], None] | None = None) -> ProbeResult:
     """Train an :class:`AttentiveProbeHead` on token features ``[N, L, D]``; return its ``test`` accuracy.
 

@@ -35,7 +35,7 @@ class LinearProbeHead(nn.Module):
 
 def linear_probe(train: Features, test: Features, num_classes: int, *, epochs: int = 90,
                  batch_size: int = 1024, base_lr: float = 0.1, warmup_epochs: float = 10,
-                 optimizer: dict | None = None, seed: int = 0, threads: int | None = 1,
+                 optimizer: dict | None = None, seed: int = 0, threads: int | str | None = 1,
                  log: Callable[[str], None] | None = None) -> ProbeResult:
     """Train a :class:`LinearProbeHead` on ``train`` features ``[N, D]`` and return its ``test`` accuracy.
 

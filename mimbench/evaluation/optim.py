@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import time
 
 import torch
 from timm.optim import Lars
@@ -61,8 +62,11 @@ def build_probe_optimizer(cfg: dict, module: nn.Module, lr: float) -> torch.opti
 
 
 @contextlib.contextmanager
-def torch_threads(num: int | None):
-    """Run the block with ``num`` intra-op threads (None: unchanged), restoring the previous count after.
+def torch_threads(num: int | str | None):
+    """Run the block with ``num`` intra-op threads, restoring the previous count after.
+
+    None leaves the count alone (every core); ``'auto'`` means every core unless other jobs keep half a core
+    or more busy right now (:func:`busy_cores`), then one.
 
     Why it matters on a small machine: when another process occupies a core, every parallel operation waits for
     a descheduled thread. Measured on 2 cores beside one busy training process: a linear-probe epoch takes
@@ -71,6 +75,9 @@ def torch_threads(num: int | None):
     on an idle machine.
     """
     previous = torch.get_num_threads()
+    if num == 'auto':
+        busy = busy_cores()
+        num = 1 if busy is not None and busy >= 0.5 else None
     if num:
         torch.set_num_threads(num)
     try:
@@ -79,10 +86,29 @@ def torch_threads(num: int | None):
         torch.set_num_threads(previous)
 
 
-def busy_note(threads: int | None) -> str | None:
-    """A hint when the machine is already loaded and the protocol would use every core, else None."""
-    load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else 0.0
-    if threads != 1 and (os.cpu_count() or 1) > 1 and load >= 0.9:
-        return (f'note: the machine is busy (1-minute load {load:.1f} on {os.cpu_count()} cores); if another job '
-                f'keeps running, --cfg-options threads=1 is usually several times faster')
-    return None
+def busy_cores(interval: float = 0.3) -> float | None:
+    """Cores kept busy by whatever runs now, from two reads of ``/proc/stat`` ``interval`` seconds apart
+    (None where there is no ``/proc/stat``). Called before a protocol starts, so it measures other jobs."""
+    def read() -> tuple[int, int]:
+        with open('/proc/stat') as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        idle = values[3] + (values[4] if len(values) > 4 else 0)   # idle + iowait
+        return sum(values[:8]) - idle, sum(values[:8])
+    try:
+        busy0, total0 = read()
+        time.sleep(interval)
+        busy1, total1 = read()
+    except (OSError, ValueError, IndexError):
+        return None
+    return (os.cpu_count() or 1) * (busy1 - busy0) / max(1, total1 - total0)
+
+
+def busy_note(threads: int | str | None, key: str = 'threads') -> str | None:
+    """A hint when other jobs already keep a core busy and the protocol would use every core, else None."""
+    if threads in (1, 'auto') or (os.cpu_count() or 1) == 1:
+        return None
+    busy = busy_cores()
+    if busy is None or busy < 0.7:
+        return None
+    return (f'note: other jobs keep {busy:.1f} of {os.cpu_count()} cores busy; while they run, '
+            f'--cfg-options {key}=1 is usually several times faster')

@@ -45,8 +45,8 @@ def accuracy(head: nn.Module, data: Features, batch_size: int = 1024) -> float:
 
 
 def train_probe(head: nn.Module, train: Features, test: Features, *, epochs: int, batch_size: int,
-                optimizer: dict, base_lr: float, warmup_epochs: float = 0, seed: int = 0, threads: int | None = 1,
-                log: Callable[[str], None] | None = None) -> ProbeResult:
+                optimizer: dict, base_lr: float, warmup_epochs: float = 0, seed: int = 0,
+                threads: int | str | None = 1, log: Callable[[str], None] | None = None) -> ProbeResult:
     """Train ``head`` with cross-entropy on ``train`` and report its accuracy on ``test``.
 
     The lr is ``base_lr * batch_size / 256``, warmed up linearly for ``warmup_epochs`` then cosine-decayed
@@ -56,8 +56,10 @@ def train_probe(head: nn.Module, train: Features, test: Features, *, epochs: int
     :func:`torch_threads`.
     """
     with torch_threads(threads):
-        return _train_probe(head, train, test, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
-                            base_lr=base_lr, warmup_epochs=warmup_epochs, seed=seed, log=log)
+        result = _train_probe(head, train, test, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
+                              base_lr=base_lr, warmup_epochs=warmup_epochs, seed=seed, log=log)
+        result.hparams.update(threads=threads, threads_used=torch.get_num_threads())
+    return result
 
 
 def _train_probe(head, train, test, *, epochs, batch_size, optimizer, base_lr, warmup_epochs, seed, log):

@@ -98,9 +98,9 @@ def run_probe(protocol: str, loaded: LoadedEncoder, eval_cfg: Config, *, data_ro
     ext = dict(eval_cfg.get('extract', {}))
     extract_threads = ext.pop('threads', None)
     feats, reports = {}, {}
-    note = busy_note(extract_threads)
+    note = busy_note(extract_threads, 'extract.threads')
     if note:
-        log(f'{note} (for extract.threads; the probe itself uses {eval_cfg.get("threads", 1)})')
+        log(note)
     for split in ('train', 'test'):
         ds = build_split(eval_cfg, split, data_root)
         with torch_threads(extract_threads):
