@@ -2,6 +2,7 @@
 
     python tools/benchmark.py configs/mae_vitb.py --batch-size 8
     python tools/benchmark.py configs/mae_micro_cifar10.py --json out.json
+    python tools/benchmark.py configs/cae_vitb.py --pixel-target
 
 Prints the figures and the ratio of the achieved training FLOP rate to this machine's fp32 matmul rate.
 Run it on an otherwise idle machine: anything else running shares the cores and lowers every figure.
@@ -34,12 +35,17 @@ def main(argv=None) -> None:
     p.add_argument('--device', help='cpu or cuda (default: cuda when available)')
     p.add_argument('--threads', type=int, help='torch intra-op threads (default: torch\'s choice)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
+    p.add_argument('--pixel-target', action='store_true',
+                   help="replace the config's target by raw pixels (measures the model without a tokenizer "
+                        "checkpoint, e.g. the ViT-B token configs before an ImageNet tokenizer exists)")
     p.add_argument('--json', help='also write the figures to this file')
     args = p.parse_args(argv)
 
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = load_config(args.config, args.cfg_options)
+    if args.pixel_target:
+        cfg.model.target = dict(type='PixelTarget', normalize=False)
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
     image_size = cfg.model.encoder.img_size

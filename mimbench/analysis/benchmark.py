@@ -4,9 +4,11 @@ from __future__ import annotations
 import resource
 import statistics
 import time
+import warnings
 from dataclasses import asdict, dataclass
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 
@@ -56,9 +58,15 @@ def matmul_gflops(n: int = 2048, repeats: int = 10, device: str | torch.device =
 
 
 def count_flops(fn) -> int:
-    """Total FLOPs of everything ``fn()`` runs (a multiply-add counts 2)."""
+    """Total FLOPs of everything ``fn()`` runs (a multiply-add counts 2), attention included.
+
+    FlopCounterMode has no formula for CPU's fused attention kernel (torch 2.14:
+    ``_scaled_dot_product_flash_attention_for_cpu``) and would count attention as zero on CPU, so counting
+    runs attention through the math backend, whose two batched products it counts: the same figure on every
+    device. Timings elsewhere use the normal kernels.
+    """
     counter = FlopCounterMode(display=False)
-    with counter:
+    with sdpa_kernel(SDPBackend.MATH), counter:
         fn()
     return counter.get_total_flops()
 
@@ -95,13 +103,20 @@ def benchmark_algorithm(model: torch.nn.Module, image_size: int, batch_size: int
         with autocast:
             return sum(v for k, v in model.loss(imgs).items() if 'loss' in k)
 
+    # CAE's momentum teacher is updated after every optimizer step in training (MomentumTeacherHook)
+    momentum_update = getattr(model, 'momentum_update', None)
+
     def train_step():
         optimizer.zero_grad(set_to_none=True)
         loss().backward()
         optimizer.step()
+        if momentum_update is not None:
+            momentum_update()
 
     def forward():
-        with torch.no_grad():
+        # forward-only timing never steps, so CAE would warn that its teacher is stale: expected here
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings('ignore', message='.*teacher has not been updated')
             loss()
 
     if device.type == 'cuda':
@@ -109,7 +124,9 @@ def benchmark_algorithm(model: torch.nn.Module, image_size: int, batch_size: int
     train_s = _timed(train_step, warmup, iters, device)
     forward_s = _timed(forward, warmup, iters, device)
     train_flops = count_flops(lambda: loss().backward())
-    forward_flops = count_flops(forward)
+    # counted with autograd on: the same FLOPs, and FlopCounterMode's module tracker fails on some no_grad
+    # views of parameters (CAE's expanded mask token)
+    forward_flops = count_flops(loss)
     optimizer.zero_grad(set_to_none=True)
     if device.type == 'cuda':
         peak_mb = torch.cuda.max_memory_allocated(device) / 2 ** 20
@@ -120,3 +137,52 @@ def benchmark_algorithm(model: torch.nn.Module, image_size: int, batch_size: int
         train_img_per_s=batch_size / train_s, forward_img_per_s=batch_size / forward_s,
         train_gflops_per_img=train_flops / batch_size / 1e9, forward_gflops_per_img=forward_flops / batch_size / 1e9,
         peak_memory_mb=peak_mb, matmul_gflops=matmul_gflops(device=device) if with_matmul else None)
+
+
+_ENCODER_ENTRY_POINTS = ('forward', 'forward_visible', 'forward_masked')
+
+
+def algorithm_flops(model: torch.nn.Module, image_size: int, batch_size: int = 2) -> dict:
+    """FLOPs per image of one pretraining step of ``model`` (a :class:`~mimbench.algorithms.BaseAlgorithm`
+    with an ``encoder``), counted by ``FlopCounterMode`` on random images: ``train`` (forward + backward),
+    ``forward`` and ``encoder`` (the encoder's forward inside that step: the visible patches for MAE/CAE, all
+    patches with [M] for BEiT-style or MAE with the mask token in the encoder). Teachers and tokenizers count
+    in ``forward``/``train`` but not in ``encoder``.
+    """
+    imgs = torch.randn(batch_size, 3, image_size, image_size)
+    encoder = model.encoder
+    counted = dict(flops=0, depth=0)
+
+    def counting(fn):
+        def wrapped(*args, **kwargs):
+            if counted['depth']:            # an entry point calling another: count the outer call only
+                return fn(*args, **kwargs)
+            counted['depth'] += 1
+            try:
+                with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+                    out = fn(*args, **kwargs)
+            finally:
+                counted['depth'] -= 1
+            counted['flops'] += counter.get_total_flops()
+            return out
+        return wrapped
+
+    def total_loss():
+        return sum(v for k, v in model.loss(imgs).items() if 'loss' in k)
+
+    model.train()
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='.*teacher has not been updated')
+        forward = count_flops(total_loss)
+        train = count_flops(lambda: total_loss().backward())
+        originals = {name: getattr(encoder, name) for name in _ENCODER_ENTRY_POINTS}
+        try:
+            for name, fn in originals.items():
+                setattr(encoder, name, counting(fn))
+            total_loss()
+        finally:
+            for name in originals:
+                delattr(encoder, name)      # back to the class's methods
+    model.zero_grad(set_to_none=True)
+    return dict(train=train / batch_size / 1e9, forward=forward / batch_size / 1e9,
+                encoder=counted['flops'] / batch_size / 1e9)

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
-from mmengine.dist import get_world_size
+from mmengine.dist import get_rank, get_world_size
 from mmengine.hooks import Hook
 
+from mimbench.fileio import read_json, write_json_atomic
 from mimbench.registry import HOOKS
 
 
@@ -31,3 +33,48 @@ class ThroughputHook(Hook):
             images = len(data_batch['inputs']) * get_world_size()
             runner.message_hub.update_scalar('train/img_per_s', images / max(now - self._last, 1e-9))
         self._last = now
+
+
+@HOOKS.register_module()
+class TrainClockHook(Hook):
+    """Keep the training time of a run across resumes in ``<work_dir>/train_clock.json``.
+
+    A resumed run's own timer starts at zero, so the total cost of a run that was killed and resumed is
+    otherwise lost. The file holds wall seconds, process CPU seconds (all threads) and the iteration count;
+    it is rewritten atomically every ``interval`` iterations and at the end of training. Time spent after
+    the last write of a killed segment is not counted; time spent on iterations that a resume repeats is
+    (it was spent).
+    """
+
+    priority = 'VERY_LOW'
+
+    def __init__(self, interval: int = 100, filename: str = 'train_clock.json'):
+        self.interval = interval
+        self.filename = filename
+
+    def _path(self, runner):
+        return Path(runner.work_dir) / self.filename
+
+    def before_train(self, runner) -> None:
+        # only a resumed run continues the clock; a fresh run in an old work dir starts at zero
+        saved = (read_json(self._path(runner)) or {}) if getattr(runner, '_resume', False) else {}
+        self._base_wall = float(saved.get('wall_seconds', 0.0))
+        self._base_cpu = float(saved.get('cpu_seconds', 0.0))
+        self._segments = int(saved.get('segments', 0)) + 1
+        self._start_wall = time.perf_counter()
+        self._start_cpu = time.process_time()
+
+    def _write(self, runner) -> None:
+        if get_rank() != 0:
+            return
+        write_json_atomic(self._path(runner), dict(
+            wall_seconds=round(self._base_wall + time.perf_counter() - self._start_wall, 2),
+            cpu_seconds=round(self._base_cpu + time.process_time() - self._start_cpu, 2),
+            iter=runner.iter, segments=self._segments, world_size=get_world_size()))
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if self.every_n_train_iters(runner, self.interval):
+            self._write(runner)
+
+    def after_train(self, runner) -> None:
+        self._write(runner)

@@ -10,10 +10,10 @@ import datetime
 import json
 import os
 import platform
-import tempfile
 from pathlib import Path
 
 import mimbench
+from mimbench.fileio import write_json_atomic
 
 RECORD_VERSION = 1
 # The fields every record has; tests and table scripts rely on them.
@@ -53,19 +53,7 @@ def write_record(record: dict, path: str | os.PathLike) -> Path:
     missing = [f for f in REQUIRED_FIELDS if f not in record]
     if missing:
         raise ValueError(f'record lacks {", ".join(missing)}')
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'w') as f:
-            json.dump(record, f, indent=2, sort_keys=False, default=str)
-            f.write('\n')
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    return write_json_atomic(path, record, indent=2, sort_keys=False)
 
 
 def read_record(path: str | os.PathLike) -> dict:

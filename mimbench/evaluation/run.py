@@ -91,6 +91,23 @@ def _num_heads(encoder) -> int:
     return encoder.blocks[0].attn.num_heads
 
 
+def run_protocol(protocol: str, c: Config, train, test, encoder, seed: int, log: Log = _quiet) -> tuple[float, dict]:
+    """kNN, linear or attentive on already extracted features: returns (top-1 %, hparams incl. seconds)."""
+    num_classes = c.data.num_classes
+    if protocol == 'knn':
+        start = time.perf_counter()
+        top1 = knn_accuracy(train, test, num_classes, k=c.k, temperature=c.temperature)
+        return top1, dict(k=c.k, temperature=c.temperature, seconds=time.perf_counter() - start)
+    common = dict(epochs=c.epochs, batch_size=c.batch_size, base_lr=c.base_lr, warmup_epochs=c.warmup_epochs,
+                  optimizer=dict(c.optimizer), seed=seed, threads=c.get('threads', 1), log=log)
+    if protocol == 'linear':
+        result = linear_probe(train, test, num_classes, **common)
+    else:
+        result = attentive_probe(train, test, num_classes, num_heads=c.get('num_heads') or _num_heads(encoder),
+                                 token_dtype=c.get('token_dtype', 'bfloat16'), **common)
+    return result.accuracy, dict(result.hparams, seconds=result.seconds)
+
+
 def run_probe(protocol: str, loaded: LoadedEncoder, eval_cfg: Config, *, data_root: str | None = None,
               seed: int = 0, cache: FeatureCache | None = None, log: Log = _quiet) -> tuple[float, dict, dict]:
     """Linear, attentive or kNN evaluation on cached features: returns (top-1 %, hparams, extra fields)."""
@@ -109,23 +126,8 @@ def run_probe(protocol: str, loaded: LoadedEncoder, eval_cfg: Config, *, data_ro
         if reports[split]['cache_hits']:
             log(f'{split} features from cache: {reports[split]["files"][pool]}')
     train, test = feats['train'], feats['test']
-    num_classes = eval_cfg.data.num_classes
-    if protocol == 'knn':
-        start = time.perf_counter()
-        top1 = knn_accuracy(train, test, num_classes, k=eval_cfg.k, temperature=eval_cfg.temperature)
-        hparams = dict(k=eval_cfg.k, temperature=eval_cfg.temperature, seconds=time.perf_counter() - start)
-    else:
-        common = dict(epochs=eval_cfg.epochs, batch_size=eval_cfg.batch_size, base_lr=eval_cfg.base_lr,
-                      warmup_epochs=eval_cfg.warmup_epochs, optimizer=dict(eval_cfg.optimizer), seed=seed,
-                      threads=eval_cfg.get('threads', 1), log=log)
-        log(f'{protocol} probe on {len(train)} x {tuple(train.features.shape[1:])} features')
-        if protocol == 'linear':
-            result = linear_probe(train, test, num_classes, **common)
-        else:
-            result = attentive_probe(train, test, num_classes,
-                                     num_heads=eval_cfg.get('num_heads') or _num_heads(loaded.encoder),
-                                     token_dtype=eval_cfg.get('token_dtype', 'bfloat16'), **common)
-        top1, hparams = result.accuracy, dict(result.hparams, seconds=result.seconds)
+    log(f'{protocol} on {len(train)} x {tuple(train.features.shape[1:])} features')
+    top1, hparams = run_protocol(protocol, eval_cfg, train, test, loaded.encoder, seed, log)
     hparams.update(pool=pool, extract=dict(ext, threads=extract_threads))
     extra = dict(data=dict(train=len(train), test=len(test)),
                  features={s: dict(cache_hits=r['cache_hits'], extracted=r['extracted'],
@@ -216,25 +218,12 @@ def benchmark(checkpoint: str | None = None, *, scratch: str | None = None, conf
         key = f'extract {n} images, cls+mean+tokens ({dtype})'
         times[key] = time.perf_counter() - t
         log(f'{key}: {times[key]:.1f} s ({n / times[key]:.0f} img/s)')
-    num_classes = cfgs['linear'].data.num_classes
     top1 = {}
     for protocol, pool in (('linear', 'cls'), ('attentive', 'tokens'), ('knn', 'cls')):
         c = cfgs[protocol]
         train, test = feats['train'][pool], feats['test'][pool]
         t = time.perf_counter()
-        if protocol == 'knn':
-            top1[protocol] = knn_accuracy(train, test, num_classes, k=c.k, temperature=c.temperature)
-        else:
-            common = dict(epochs=c.epochs, batch_size=c.batch_size, base_lr=c.base_lr,
-                          warmup_epochs=c.warmup_epochs, optimizer=dict(c.optimizer), seed=seed,
-                          threads=c.get('threads', 1), log=log)
-            if protocol == 'linear':
-                result = linear_probe(train, test, num_classes, **common)
-            else:
-                result = attentive_probe(train, test, num_classes,
-                                         num_heads=c.get('num_heads') or _num_heads(loaded.encoder),
-                                         token_dtype=c.get('token_dtype', 'bfloat16'), **common)
-            top1[protocol] = result.accuracy
+        top1[protocol], _ = run_protocol(protocol, c, train, test, loaded.encoder, seed, log)
         key = f'{protocol} ({pool}, {c.get("epochs", "-")} epochs)'
         times[key] = time.perf_counter() - t
         log(f'{key}: top-1 {top1[protocol]:.2f}% in {times[key]:.1f} s')

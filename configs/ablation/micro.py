@@ -1,0 +1,34 @@
+# The micro ablation protocol: every cell pretrains on CIFAR-10 (32 px, patch 4) on CPU, then is evaluated by
+# the micro recipes of configs/eval/. docs/results/ablation_protocol.md records how the budget was chosen.
+scale = 'micro'
+description = 'ViT micro (6 blocks x 192, patch 4) on CIFAR-10 at 32 px'
+paper = 'ViT-L/16 on ImageNet-1K, 800 pretraining epochs'
+# The pretraining config of each method; axes change them with --cfg-options style overrides.
+methods = dict(
+    mae='configs/mae_micro_cifar10.py',
+    cae='configs/cae_micro_cifar10.py',
+    beit='configs/beit_micro_cifar10.py',
+)
+# The ablation's default MAE is the paper's default scaled to the micro encoder: decoder 2 blocks (8 of ViT-L's
+# 24 is a third; a third of 6 is 2) and 96 wide (512 of 1024 is half; half of 192 is 96).
+method_options = dict(mae={'model.decoder.embed_dim': 96})
+# The per-cell budget, the same for every cell of every axis.
+pretrain_options = {'train_cfg.max_epochs': 5}
+amp = False
+num_train_images = 50000
+# What each evaluation column is: protocol, eval config, overrides. 'lin' is the paper's [cls] probe.
+evaluations = dict(
+    lin=dict(protocol='linear', config='configs/eval/linear_micro.py'),
+    lin_mean=dict(protocol='linear', config='configs/eval/linear_micro.py', options=dict(pool='mean')),
+    knn=dict(protocol='knn', config='configs/eval/knn_micro.py'),
+    att=dict(protocol='attentive', config='configs/eval/attentive_micro.py'),
+    ft=dict(protocol='finetune', config='configs/eval/finetune_micro.py'),
+)
+default_evaluations = ['lin', 'lin_mean', 'knn', 'att']   # 'ft' with --finetune
+seeds = 2
+# --dry-run's time estimate: FLOPs / (device rate x this fraction); docs/performance.md measured 46-67% of the
+# matmul rate for micro pretraining steps on CPU.
+efficiency = 0.5
+# Measured probe times on cached features (docs/evaluation.md, idle machine), for the dry-run estimate.
+probe_seconds = dict(lin=8, lin_mean=8, knn=2, att=110)
+test_fraction = 0.2    # 10,000 test images per 50,000 training images

@@ -1,0 +1,166 @@
+"""Scales and cells: a scale (``configs/ablation/<scale>.py``) says which pretraining configs, budget and
+evaluations an ablation uses; a cell is one axis value at one seed, resolved to a full pretraining config.
+
+A cell's key is the hash of its resolved config (data locations and work dirs left out) and its seed, so two
+axes that reach the same config share one run, and a changed base config never reuses stale results.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mmengine.config import Config
+
+from mimbench.ablation.axes import AblationError, Axis, AxisValue, ScaleContext, get_axis
+from mimbench.engine.runner import load_config
+
+REPO = Path(__file__).resolve().parents[2]
+SCALES_DIR = REPO / 'configs' / 'ablation'
+# Keys that say where things are, not what is computed: left out of a cell's identity. A tokenizer checkpoint
+# is a location too, but what it holds matters: it enters the identity by content (see config_identity).
+_LOCATION_KEYS = {'root', 'data_root', 'work_dir', 'resume', 'load_from', 'launcher', 'basis_file', 'checkpoint',
+                  'filename'}
+_CONTENT_KEYS = {'checkpoint'}
+
+
+def repo_path(path: str) -> str:
+    """``path`` as given when it exists from here, else relative to the repository (configs name repo paths)."""
+    if os.path.isabs(path) or os.path.exists(path):
+        return path
+    return str(REPO / path)
+
+
+@dataclass
+class Scale:
+    """A loaded ``configs/ablation/<name>.py``."""
+    name: str
+    cfg: Config
+
+    @classmethod
+    def load(cls, name_or_path: str) -> Scale:
+        path = Path(name_or_path)
+        if not path.suffix:
+            path = SCALES_DIR / f'{name_or_path}.py'
+        if not path.is_file():
+            known = sorted(p.stem for p in SCALES_DIR.glob('*.py'))
+            raise AblationError(f"unknown scale {name_or_path!r}; valid scales: {', '.join(known)} "
+                                f'(or the path of a scale config)')
+        cfg = Config.fromfile(str(path))
+        return cls(cfg.scale, cfg)
+
+    def method_config(self, method: str) -> str:
+        methods = self.cfg.methods
+        if method not in methods:
+            raise AblationError(f"scale {self.name!r} has no method {method!r}; it has {', '.join(methods)}")
+        return repo_path(methods[method])
+
+    def base_options(self, method: str) -> dict:
+        return {**dict(self.cfg.get('method_options', {}).get(method, {})), **dict(self.cfg.pretrain_options)}
+
+    def context(self) -> ScaleContext:
+        cfg = load_config(self.method_config('mae'), self.base_options('mae'))
+        enc = cfg.model.encoder
+        img, patch = enc.img_size, enc.patch_size
+        return ScaleContext(img_size=img, grid=(img // patch, img // patch), embed_dim=_encoder_width(cfg))
+
+    def evaluation(self, name: str) -> dict:
+        evals = self.cfg.evaluations
+        if name not in evals:
+            raise AblationError(f"scale {self.name!r} has no evaluation {name!r}; it has {', '.join(evals)}")
+        return dict(evals[name])
+
+
+def _encoder_width(cfg: Config) -> int:
+    from mimbench.models.vit import ARCHS   # the arch table gives widths without building a model
+    enc = cfg.model.encoder
+    return enc.get('embed_dim') or ARCHS[enc.get('arch', 'base')][0]
+
+
+@dataclass
+class Cell:
+    """One pretraining run (or, for ``pretrain=False``, a random init) and its evaluations."""
+    axis: str
+    value: AxisValue
+    seed: int
+    scale: str
+    config_path: str
+    options: dict = field(default_factory=dict)
+    max_iters: int | None = None
+    key: str = ''
+
+    @property
+    def name(self) -> str:
+        return f'{self.axis}={self.value.key} seed {self.seed}'
+
+    def config(self) -> Config:
+        """The resolved pretraining config of this cell (a fresh copy each call)."""
+        return load_config(self.config_path, self.options)
+
+
+def _content_hash(path) -> str | None:
+    path = repo_path(str(path))
+    if not os.path.isfile(path):
+        return None
+    from mimbench.evaluation.encoder import file_sha256
+    return file_sha256(path)[:16]
+
+
+def config_identity(cfg: Config) -> dict:
+    """``cfg`` as plain data without location keys: what the cell computes, not where. Files a config reads
+    weights from (a tokenizer checkpoint) are represented by a hash of their content."""
+    def strip(obj):
+        if isinstance(obj, dict):
+            out = {k: strip(v) for k, v in obj.items() if k not in _LOCATION_KEYS}
+            for k in _CONTENT_KEYS & obj.keys():
+                if isinstance(obj[k], str):
+                    out[f'{k}_sha256'] = _content_hash(obj[k])
+            return out
+        if isinstance(obj, (list, tuple)):
+            return [strip(v) for v in obj]
+        return obj
+    return strip(cfg.to_dict())
+
+
+def cell_key(cfg: Config, seed: int, pretrain: bool = True, **run) -> str:
+    """16 hex digits of sha256 over the config's identity, the seed and how it is run (``run``: e.g.
+    ``amp=True`` or ``max_iters=20``; None/False entries are left out, so default runs keep their keys)."""
+    ident = dict(config=config_identity(cfg), seed=seed, pretrain=pretrain)
+    ident.update({k: v for k, v in run.items() if v not in (None, False)})
+    blob = json.dumps(ident, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def make_cell(scale: Scale, axis: Axis, value: AxisValue, seed: int, max_iters: int | None = None) -> Cell:
+    """The cell of ``value`` at ``seed``; ``max_iters`` (smoke runs) makes it a different cell, so a shortened
+    run never stands in for the full one."""
+    options = {**scale.base_options(value.method), **value.overrides}
+    cell = Cell(axis.name, value, seed, scale.name, scale.method_config(value.method), options, max_iters=max_iters)
+    cell.key = cell_key(cell.config(), seed, value.pretrain, amp=bool(scale.cfg.get('amp')), max_iters=max_iters)
+    return cell
+
+
+def expand(scale: Scale, axis_names: list[str], seeds: int | list[int], values: list[str] | None = None,
+           max_iters: int | None = None) -> list[Cell]:
+    """The cells of ``axis_names`` at ``seeds`` (a count or a list), one per distinct key, in table order.
+
+    ``values`` (keys or, on numeric axes, numbers) replaces the axis's own rows; with several axes it is an
+    error, since values belong to one axis.
+    """
+    if values and len(axis_names) > 1:
+        raise AblationError(f'--values needs a single axis; got {", ".join(axis_names)} (a group such as '
+                            f'"decoder" is several axes: name one, e.g. --axis {axis_names[0]})')
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    ctx = scale.context()
+    cells, seen = [], set()
+    for name in axis_names:
+        axis = get_axis(name)
+        for value in axis.values(ctx, values):
+            for seed in seed_list:
+                cell = make_cell(scale, axis, value, seed, max_iters)
+                if cell.key not in seen:
+                    seen.add(cell.key)
+                    cells.append(cell)
+    return cells

@@ -1,0 +1,75 @@
+"""``--dry-run``: build every cell's model (so a value that cannot build fails before any training) and
+estimate each cell's time from its FLOPs.
+
+The estimate is FLOPs / (device rate x efficiency): the device rate is this machine's measured fp32 matmul
+rate on CPU, or the scale config's ``device_tflops`` for an accelerator, and ``efficiency`` the fraction of it
+a training step sustains (scale config; docs/performance.md has the measured fractions). Probe times are the
+measured ones in the scale config (they barely depend on the model at a given width).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from mimbench.ablation.axes import AblationError
+from mimbench.ablation.cells import Cell, Scale, repo_path
+from mimbench.analysis import algorithm_flops, count_flops, matmul_gflops
+from mimbench.registry import MODELS
+
+
+@dataclass
+class CellEstimate:
+    cell: Cell
+    train_gflops: float         # per image, one pretraining step (forward + backward)
+    encoder_gflops: float       # per image, the encoder over all patches (feature extraction, fine-tuning)
+    pretrain_s: float
+    eval_s: float
+
+    @property
+    def total_s(self) -> float:
+        return self.pretrain_s + self.eval_s
+
+
+def device_gflops(scale: Scale) -> tuple[float, str]:
+    """Sustained GFLOP/s assumed for the scale and a phrase saying where the figure comes from."""
+    eff = scale.cfg.get('efficiency', 0.5)
+    if scale.cfg.get('device_tflops'):
+        return scale.cfg.device_tflops * 1e3 * eff, f'{scale.cfg.device_tflops} TFLOP/s assumed per GPU'
+    rate = matmul_gflops(repeats=3)
+    return rate * eff, f'{eff:.0%} of this machine\'s measured {rate:.0f} GFLOP/s matmul rate'
+
+
+def build_cell_model(cell: Cell):
+    """Build the cell's pretraining model, turning a bad value into an error that names the cell."""
+    cfg = cell.config()
+    try:
+        torch.manual_seed(0)
+        return MODELS.build(cfg.model), cfg
+    except Exception as err:   # noqa: BLE001 - any build failure is the value's fault; say which one
+        raise AblationError(f'{cell.name} cannot be built: {type(err).__name__}: {err}') from err
+
+
+def estimate_cell(cell: Cell, scale: Scale, evaluations: list[str], gflops_per_s: float) -> CellEstimate:
+    model, cfg = build_cell_model(cell)
+    img = cfg.model.encoder.img_size
+    flops = algorithm_flops(model, img)
+    with torch.no_grad():
+        encoder_gflops = count_flops(lambda: model.encoder(torch.randn(1, 3, img, img))) / 1e9
+    images = scale.cfg.num_train_images
+    epochs = cfg.train_cfg.get('max_epochs', 1)
+    pretrain_s = flops['train'] * images * epochs / gflops_per_s if cell.value.pretrain else 0.0
+    eval_s, extracted = 0.0, False
+    probe_s = dict(scale.cfg.get('probe_seconds', {}))
+    for name in evaluations:
+        spec = scale.evaluation(name)
+        if spec['protocol'] == 'finetune':
+            from mimbench.evaluation.run import load_eval_config
+            ft = load_eval_config('finetune', repo_path(spec['config']), dict(spec.get('options', {})))
+            eval_s += 3 * encoder_gflops * images * ft.epochs / gflops_per_s   # forward + backward ~ 3x forward
+            continue
+        if not extracted:   # one pass over train + test images serves every probe (features are cached)
+            eval_s += encoder_gflops * images * (1 + scale.cfg.get('test_fraction', 0.2)) / gflops_per_s
+            extracted = True
+        eval_s += probe_s.get(name, 0.0)
+    return CellEstimate(cell, flops['train'], encoder_gflops, pretrain_s, eval_s)

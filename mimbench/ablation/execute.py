@@ -1,0 +1,286 @@
+"""Run one cell: pretrain (resuming from its work dir), evaluate, write its record to the store.
+
+Every stage leaves a file behind in ``<work root>/<cell key>/`` and skips itself when that file exists:
+``pretrain.json`` once pretraining has finished (before that, mmengine checkpoints every ``interval``
+iterations and ``--resume`` continues from the latest), ``eval/<name>.json`` per evaluation, and finally the
+store record. A cell killed at any moment therefore loses at most the steps since its last checkpoint, or the
+evaluation that was running.
+
+Pretraining runs ``tools/train.py`` in a child process: a crash (or an out-of-memory kill) there cannot take
+the sweep down, and mmengine's per-process singletons (loggers, message hubs) start clean for every cell.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from mimbench.ablation.cells import REPO, Cell, Scale, repo_path
+from mimbench.ablation.store import ResultStore, code_version
+from mimbench.fileio import read_json, write_json_atomic
+from mimbench.engine.runner import load_config
+
+Log = Callable[[str], None]
+TRAIN_TOOL = REPO / 'tools' / 'train.py'
+
+
+class CellFailed(RuntimeError):
+    """A cell's pretraining or evaluation failed; the message says where its log is."""
+
+
+class CellBusy(RuntimeError):
+    """Another live process is running this cell (two sweeps over overlapping cells)."""
+
+
+LOCK_HEARTBEAT_S = 60
+LOCK_STALE_S = 15 * 60
+
+
+@contextlib.contextmanager
+def cell_lock(work_dir: Path):
+    """Hold ``work_dir/.lock`` while running a cell, so that two sweeps started over overlapping cells (two
+    terminals, two machines or cluster jobs on one filesystem) never train the same cell into the same work
+    dir. The holder touches the lock every minute; a lock whose process is gone (same host) or that has not
+    been touched for 15 minutes (a job killed on another node) is taken over."""
+    lock = work_dir / '.lock'
+    me = f'{socket.gethostname()}:{os.getpid()}'
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if _stale(lock):
+                lock.unlink(missing_ok=True)
+                continue
+            owner = lock.read_text().strip() if lock.exists() else ''
+            raise CellBusy(f'{work_dir.name} is being run by {owner or "another process"}') from None
+        with os.fdopen(fd, 'w') as f:
+            f.write(me)
+        break
+    else:
+        raise CellBusy(f'could not lock {lock}')
+    stop = threading.Event()
+
+    def heartbeat():
+        while not stop.wait(LOCK_HEARTBEAT_S):
+            with contextlib.suppress(OSError):
+                os.utime(lock)
+    beat = threading.Thread(target=heartbeat, daemon=True)
+    beat.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        lock.unlink(missing_ok=True)
+
+
+def _stale(lock: Path) -> bool:
+    try:
+        owner, age = lock.read_text().strip(), time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return True
+    host, _, pid = owner.partition(':')
+    if host == socket.gethostname() and pid.isdigit():
+        return not _alive(int(pid))
+    return age > LOCK_STALE_S
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def cell_work_dir(work_root: str | os.PathLike, cell: Cell) -> Path:
+    return Path(work_root) / cell.key
+
+
+def write_cell_config(cell: Cell, work_dir: Path, clock_interval: int | None = None) -> Path:
+    """Dump the cell's resolved pretraining config (plus the training clock) to ``work_dir/cell_config.py``."""
+    cfg = cell.config()
+    interval = clock_interval or cfg.default_hooks.checkpoint.interval
+    hooks = [h for h in cfg.get('custom_hooks', []) if h.get('type') != 'TrainClockHook']
+    cfg.custom_hooks = hooks + [dict(type='TrainClockHook', interval=interval)]
+    path = work_dir / 'cell_config.py'
+    work_dir.mkdir(parents=True, exist_ok=True)
+    cfg.dump(str(path))
+    return path
+
+
+def _last_loss(work_dir: Path) -> float | None:
+    """The last logged training loss (mmengine's ``<timestamp>/vis_data/scalars.json``)."""
+    logs = sorted(work_dir.glob('*/vis_data/scalars.json'), key=lambda p: p.parent.parent.name)
+    for path in reversed(logs):
+        for line in reversed(path.read_text().splitlines()):
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:     # the line a killed run was writing
+                continue
+            if 'loss' in entry:
+                return float(entry['loss'])
+    return None
+
+
+def _die_with_parent() -> None:
+    # Linux: the training child gets SIGKILL when the driver dies, so a killed sweep never leaves a trainer
+    # running that a restarted sweep would race in the same work dir
+    try:
+        import ctypes
+        ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def train_command(cell: Cell, scale: Scale, config: Path, work_dir: Path, data_root: str | None) -> list[str]:
+    """``tools/train.py`` for the cell; under ``torchrun`` when the scale wants several GPUs per cell."""
+    args = [str(TRAIN_TOOL), str(config), '--work-dir', str(work_dir), '--resume', '--seed', str(cell.seed)]
+    gpus = int(scale.cfg.get('gpus_per_cell', 1))
+    if gpus > 1:
+        cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={gpus}', *args,
+               '--launcher', 'pytorch']
+    else:
+        cmd = [sys.executable, *args]
+    if scale.cfg.get('amp'):
+        cmd.append('--amp')
+    if data_root:
+        cmd += ['--data-root', data_root]
+    if cell.max_iters:
+        cmd += ['--max-iters', str(cell.max_iters)]
+    return cmd
+
+
+def pretrain(cell: Cell, scale: Scale, work_dir: Path, *, data_root: str | None = None, stream: bool = True,
+             log: Log = print) -> dict:
+    """Pretrain the cell (or resume it) in a child process; returns the summary written to ``pretrain.json``
+    (checkpoint path, iterations, final loss, wall and CPU seconds across resumes)."""
+    done = read_json(work_dir / 'pretrain.json')
+    if done is not None:
+        return done
+    cmd = train_command(cell, scale, write_cell_config(cell, work_dir), work_dir, data_root)
+    log_path = work_dir / 'pretrain.log'
+    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    with open(log_path, 'a') as log_file:
+        log_file.write(f'$ {" ".join(cmd)}\n')
+        log_file.flush()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                preexec_fn=_die_with_parent)
+        for line in proc.stdout:
+            log_file.write(line)
+            if stream and ' Iter(train) ' in line:      # mmengine's progress lines, not its config dump
+                log(f'  {cell.name}: {line.split(" - mmengine - INFO - ")[-1].strip()}')
+        code = proc.wait()
+    if code != 0:
+        raise CellFailed(f'pretraining of {cell.name} failed (exit {code}); log: {log_path}')
+    last = (work_dir / 'last_checkpoint').read_text().strip()
+    clock = read_json(work_dir / 'train_clock.json') or {}
+    summary = dict(checkpoint=last, iters=clock.get('iter'), final_loss=_last_loss(work_dir),
+                   wall_seconds=clock.get('wall_seconds'), cpu_seconds=clock.get('cpu_seconds'),
+                   segments=clock.get('segments'), world_size=clock.get('world_size'), max_iters=cell.max_iters)
+    write_json_atomic(work_dir / 'pretrain.json', summary)
+    return summary
+
+
+def eval_config(scale: Scale, name: str):
+    """The resolved eval config of evaluation column ``name`` and a 12-hex hash of it: a metric computed
+    under another eval config (an edited recipe) is not reused."""
+    from mimbench.evaluation.run import load_eval_config   # heavy imports only when evaluating
+    spec = scale.evaluation(name)
+    cfg = load_eval_config(spec['protocol'], repo_path(spec['config']), dict(spec.get('options', {})))
+    ident = {k: v for k, v in cfg.to_dict().items() if k not in ('data_root',)}
+    ident['data'] = {k: ({kk: vv for kk, vv in v.items() if kk != 'root'} if isinstance(v, dict) else v)
+                     for k, v in dict(ident.get('data', {})).items()}
+    blob = json.dumps(ident, sort_keys=True, default=str)
+    return spec['protocol'], cfg, hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def evaluate_cell(cell: Cell, scale: Scale, work_dir: Path, name: str, checkpoint: str | None, *,
+                  data_root: str | None = None, log: Log = print) -> dict:
+    """One evaluation of the cell, as an evaluation record (``mimbench.evaluation.records``); reused when
+    ``eval/<name>-<eval hash>.json`` exists for the same weights."""
+    from mimbench.evaluation.run import evaluate
+    protocol, cfg, digest = eval_config(scale, name)
+    out = work_dir / 'eval' / f'{name}-{digest}.json'
+    previous = read_json(out)
+    if previous is not None and previous.get('checkpoint') == checkpoint:
+        return previous
+    scratch = None if checkpoint else str(write_cell_config(cell, work_dir))
+    try:
+        record = evaluate(protocol, checkpoint, scratch=scratch, eval_cfg=cfg, data_root=data_root, seed=cell.seed,
+                          cache_dir=str(work_dir / 'features'), out=str(out), log=log)
+    except Exception as err:   # noqa: BLE001 - one cell's failure must not stop the sweep; say where and why
+        raise CellFailed(f'{name} evaluation of {cell.name} failed: {type(err).__name__}: {err}') from err
+    record['eval_hash'] = digest
+    return record
+
+
+def missing_evaluations(record: dict | None, scale: Scale, evaluations: list[str]) -> list[str]:
+    """The evaluation columns a cell's record lacks, or holds from another eval config."""
+    have = (record or {}).get('metrics', {})
+    return [n for n in evaluations if n not in have or have[n].get('eval_hash') != eval_config(scale, n)[2]]
+
+
+def cell_flops(cell: Cell) -> dict:
+    """GFLOPs per image of one pretraining step of the cell's model: ``train``, ``forward``, ``encoder``."""
+    import torch
+
+    from mimbench.analysis import algorithm_flops
+    from mimbench.registry import MODELS
+    cfg = cell.config()
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    return {k: round(v, 6) for k, v in algorithm_flops(model, cfg.model.encoder.img_size).items()}
+
+
+def run_cell(cell: Cell, scale: Scale, store: ResultStore, work_root: str | os.PathLike, evaluations: list[str], *,
+             data_root: str | None = None, stream: bool = True, log: Log = print) -> dict:
+    """Run whatever the cell still lacks and return its store record."""
+    record = store.get(cell.key)
+    if not missing_evaluations(record, scale, evaluations):
+        return record
+    work_dir = cell_work_dir(work_root, cell)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    with cell_lock(work_dir):
+        return _run_cell(cell, scale, store, work_dir, evaluations, record, data_root=data_root, stream=stream,
+                         log=log)
+
+
+def _run_cell(cell, scale, store, work_dir, evaluations, record, *, data_root, stream, log) -> dict:
+    start = time.perf_counter()
+    if record is not None and cell.value.pretrain and not (work_dir / 'pretrain.json').exists():
+        # pretraining again would mix metrics of two different runs in one record
+        raise CellFailed(f'{cell.name} has results in the store but its work dir {work_dir} is gone: move the '
+                         f'work dir back, or delete {store.path(cell.key)} to run the cell again from scratch')
+    summary = pretrain(cell, scale, work_dir, data_root=data_root, stream=stream, log=log) \
+        if cell.value.pretrain else None
+    checkpoint = summary['checkpoint'] if summary else None
+    metrics = dict(record['metrics']) if record else {}
+    for name in missing_evaluations(record, scale, evaluations):
+        log(f'  {cell.name}: evaluating {name}')
+        result = evaluate_cell(cell, scale, work_dir, name, checkpoint, data_root=data_root, log=lambda msg: None)
+        metrics[name] = dict(accuracy=result['accuracy'], wall_time_s=result['wall_time_s'],
+                             eval_hash=result['eval_hash'])
+        log(f'  {cell.name}: {name} top-1 {result["accuracy"]:.2f}% ({result["wall_time_s"]:.0f} s)')
+    record = dict(
+        key=cell.key, scale=cell.scale, axis=cell.axis, value=cell.value.key, label=cell.value.label,
+        method=cell.value.method, seed=cell.seed, pretrained=cell.value.pretrain, max_iters=cell.max_iters,
+        config=os.path.relpath(cell.config_path, REPO) if cell.config_path.startswith(str(REPO)) else cell.config_path,
+        options=cell.options, config_text=load_config(cell.config_path, cell.options).pretty_text,
+        pretrain=summary, metrics=metrics, flops_gflops_per_img=cell_flops(cell), code_version=code_version(),
+        host=dict(machine=platform.machine(), cpus=os.cpu_count()),
+        finished=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+        driver_seconds=round(time.perf_counter() - start, 1) + (record or {}).get('driver_seconds', 0.0))
+    store.put(record)
+    return record

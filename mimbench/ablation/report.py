@@ -1,0 +1,265 @@
+"""Tables and plots from the results store, in the paper's layout, with the paper's numbers beside ours.
+
+Nothing here trains or evaluates: :func:`axis_rows` looks each cell up in the store by its key, so the same
+store always gives the same markdown (tests compare it byte for byte), and a cell whose config changed since it
+ran simply shows as missing.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mimbench.ablation.axes import PAPER_ENCODER_WIDTH, Axis, AxisValue, get_axis
+from mimbench.ablation.cells import Scale, make_cell
+from mimbench.ablation.store import ResultStore
+from mimbench.fileio import write_text_atomic
+
+METRIC_NAMES = dict(ft='ft', lin='lin', lin_mean='lin (mean-pool)', knn='kNN', att='attentive')
+# Axes drawn together: the paper's Table 1a/1b are read as one comparison
+GROUPS = {'decoder': ('decoder_depth', 'decoder_width')}
+
+
+@dataclass
+class Row:
+    value: AxisValue
+    records: list[dict] = field(default_factory=list)
+    ours_default: bool = False
+
+    def values(self, metric: str) -> list[float]:
+        return [r['metrics'][metric]['accuracy'] for r in self.records if metric in r.get('metrics', {})]
+
+    def mean_std(self, metric: str) -> tuple[float, float, int] | None:
+        vals = self.values(metric)
+        if not vals:
+            return None
+        return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0), len(vals)
+
+
+def _seeds_in(store_records: dict, scale: str) -> list[int]:
+    seeds = sorted({r['seed'] for r in store_records.values() if r and r.get('scale') == scale})
+    return seeds or [0]
+
+
+def axis_rows(scale: Scale, axis: Axis, store: ResultStore, values: list[str] | None = None) -> list[Row]:
+    """The axis's rows (its own values, plus values of this axis found in the store) with their records."""
+    all_records = store.records()
+    ctx = scale.context()
+    wanted = axis.values(ctx, values)
+    if values is None and axis.parse is not None:
+        known = {v.key for v in wanted}
+        extra = sorted({r['value'] for r in all_records.values()
+                        if r and r.get('axis') == axis.name and r.get('scale') == scale.name} - known)
+        wanted += [axis.parse(k, ctx) for k in extra]
+        if all(v.x is not None for v in wanted):
+            wanted.sort(key=lambda v: v.x)
+    seeds = _seeds_in(all_records, scale.name)
+    base = _base_key(scale, axis)
+    rows = []
+    for value in wanted:
+        row = Row(value)
+        for seed in seeds:
+            cell = make_cell(scale, axis, value, seed)
+            if seed == 0 and base is not None and cell.key == base:
+                row.ours_default = True
+            if cell.key in all_records:
+                row.records.append(all_records[cell.key])
+        rows.append(row)
+    return rows
+
+
+def _base_key(scale: Scale, axis: Axis) -> str | None:
+    """Key of the scale's unchanged base config for the axis's method (seed 0): the row marked "ours"."""
+    methods = {v.method for v in axis.rows(scale.context())}
+    method = methods.pop() if len(methods) == 1 else 'mae'
+    return make_cell(scale, axis, AxisValue('base', 'base', {}, method=method), 0).key
+
+
+def _fmt(ms: tuple[float, float, int] | None, n_seeds: int) -> str:
+    if ms is None:
+        return '-'
+    mean, std, n = ms
+    text = f'{mean:.2f} ± {std:.2f}' if n > 1 else f'{mean:.2f}'
+    return text + (f' (n={n})' if n < n_seeds else '')
+
+
+def metric_columns(scale: Scale, rows: list[Row]) -> list[str]:
+    """ft and lin always (the paper's columns), then every other evaluation the scale runs or the store has."""
+    names = ['ft', 'lin'] + [n for n in scale.cfg.default_evaluations if n not in ('ft', 'lin')]
+    present = {m for row in rows for r in row.records for m in r.get('metrics', {})}
+    names += sorted(present - set(names))
+    return [n for n in names if n in METRIC_NAMES or n in present]
+
+
+def _spearman(xs: list[float], ys: list[float]) -> float | None:
+    if len(xs) < 3:
+        return None
+    from scipy.stats import spearmanr
+    rho = spearmanr(xs, ys).statistic
+    return None if math.isnan(rho) else float(rho)
+
+
+def check_line(rows: list[Row], metric: str = 'lin') -> str:
+    """Does the paper's direction show? Best rows, our spread across rows vs across seeds, rank agreement."""
+    pairs = [(row, row.mean_std(metric)) for row in rows]
+    ours = [(row, ms) for row, ms in pairs if ms is not None]
+    if not ours:
+        return f'Check ({metric}): no results yet.'
+    paper_rows = [row for row in rows if getattr(row.value.paper, metric) is not None]
+    parts = []
+    if paper_rows:
+        best_paper = max(paper_rows, key=lambda r: getattr(r.value.paper, metric))
+        parts.append(f'paper best at {best_paper.value.label}')
+    best = max(ours, key=lambda p: p[1][0])
+    parts.append(f'ours best at {best[0].value.label}')
+    means = [ms[0] for _, ms in ours]
+    parts.append(f'our rows span {max(means) - min(means):.2f} points')
+    stds = [ms[1] for _, ms in ours if ms[2] > 1]
+    parts.append(f'mean seed std {statistics.fmean(stds):.2f}' if stds else 'one seed (no spread yet)')
+    both = [(getattr(row.value.paper, metric), ms[0]) for row, ms in ours if getattr(row.value.paper, metric)]
+    rho = _spearman([p for p, _ in both], [o for _, o in both])
+    if rho is not None:
+        parts.append(f'rank correlation with the paper over {len(both)} rows {rho:+.2f}')
+    return f'Check ({METRIC_NAMES.get(metric, metric)}): ' + '; '.join(parts) + '.'
+
+
+def _cost(rows: list[Row]) -> tuple[int, float, float]:
+    seen, cpu, wall = set(), 0.0, 0.0
+    for row in rows:
+        for r in row.records:
+            if r['key'] in seen:
+                continue
+            seen.add(r['key'])
+            pre = r.get('pretrain') or {}
+            cpu += pre.get('cpu_seconds') or 0.0
+            wall += (pre.get('wall_seconds') or 0.0) + sum(m.get('wall_time_s', 0.0) for m in r['metrics'].values())
+    return len(seen), cpu / 3600, wall / 3600
+
+
+def stale_records(scale: Scale, axis: Axis, store: ResultStore, rows: list[Row]) -> int:
+    """Records run for this axis whose key no current cell has: their config changed since (not shown)."""
+    shown = {r['key'] for row in rows for r in row.records}
+    return sum(1 for r in store.records().values()
+               if r and r.get('axis') == axis.name and r.get('scale') == scale.name and r['key'] not in shown)
+
+
+def axis_table(scale: Scale, axis: Axis, rows: list[Row], stale: int = 0) -> str:
+    """The markdown section of one axis."""
+    seeds = max((len(row.records) for row in rows), default=0)
+    metrics = metric_columns(scale, rows)
+    flops_col = 'encoder FLOPs' in axis.extra_columns
+    header = [axis.column, 'default'] + [METRIC_NAMES.get(m, m) for m in metrics]
+    if flops_col:
+        header.append('encoder GFLOPs/img')
+    header += ['paper ft', 'paper lin']
+    base_flops = None
+    if flops_col:
+        for row in rows:
+            if row.ours_default and row.records:
+                base_flops = row.records[0]['flops_gflops_per_img']['encoder']
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    for row in rows:
+        marks = [m for m, on in (('ours', row.ours_default), ('paper', row.value.paper_default)) if on]
+        cells = [row.value.label, ' + '.join(marks)] + [_fmt(row.mean_std(m), seeds) for m in metrics]
+        if flops_col:
+            flops = row.records[0]['flops_gflops_per_img']['encoder'] if row.records else None
+            cells.append('-' if flops is None else
+                         f'{flops:.4g}' + (f' ({flops / base_flops:.1f}x)' if base_flops else ''))
+        cells += [row.value.paper.cell('ft'), row.value.paper.cell('lin')]
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    n_cells, cpu_h, wall_h = _cost(rows)
+    c = scale.cfg
+    epochs = c.pretrain_options.get('train_cfg.max_epochs')
+    note = (f'Ours: {c.description}, {epochs} pretraining epochs per cell, top-1 % on the test split as '
+            f'mean ± std over {seeds} seed{"s" if seeds != 1 else ""} ("n=" where fewer finished); {n_cells} '
+            f'cells, {cpu_h:.2f} CPU-hours of pretraining (process time), {wall_h:.2f} hours wall-clock with '
+            f'evaluation. Paper: {c.paper}, top-1 % (fine-tune / linear). "default" marks our base setting '
+            f'and the paper\'s; "~" marks paper values read off a figure.')
+    if stale:
+        note += (f' {stale} stored record{"s" if stale > 1 else ""} of this axis no longer match the current '
+                 f'configs (changed since they ran) and are not shown.')
+    return '\n'.join([f'## {axis.title}', '', note, '', *lines, '',
+                      f'Paper: {axis.finding}', '', check_line(rows), ''])
+
+
+def plot_rows(axis: Axis, rows: list[Row], ax_ours, ax_paper, paper_scale: float = 1.0) -> None:
+    """Our metrics (mean with seed std as error bars) and the paper's ft / lin against the axis's x.
+    ``paper_scale`` maps our x to the paper's (decoder widths: the paper's encoder width over ours)."""
+    xs = [row.value.x for row in rows]
+    for metric in ('lin', 'lin_mean', 'knn', 'att', 'ft'):
+        pts = [(x, row.mean_std(metric)) for x, row in zip(xs, rows)]
+        pts = [(x, ms) for x, ms in pts if ms is not None]
+        if pts:
+            ax_ours.errorbar([x for x, _ in pts], [ms[0] for _, ms in pts], yerr=[ms[1] for _, ms in pts],
+                             marker='o', capsize=3, label=METRIC_NAMES[metric])
+    paper_xs = [x * paper_scale for x in xs]
+    for metric, style in (('ft', 's--'), ('lin', 'o--')):
+        pts = [(x, getattr(row.value.paper, metric)) for x, row in zip(paper_xs, rows)
+               if getattr(row.value.paper, metric) is not None]
+        if pts:
+            ax_paper.plot([x for x, _ in pts], [y for _, y in pts], style, label=f'paper {metric}')
+    for ax, title, ticks in ((ax_ours, 'ours', xs), (ax_paper, 'paper (ViT-L, ImageNet-1K)', paper_xs)):
+        if axis.name in ('decoder_depth', 'decoder_width'):     # doubling steps: even spacing on log2
+            ax.set_xscale('log', base=2)
+        ax.set_xticks(ticks, [f'{t:g}' for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel(axis.plot)
+        ax.set_ylabel('top-1 (%)')
+        ax.set_title(f'{axis.title.split(" (")[0]}: {title}', fontsize=10)
+        ax.grid(alpha=0.3)
+        if ax.has_data():
+            ax.legend(fontsize=8)
+
+
+def plot_axes(items: list[tuple[Axis, list[Row]]], path: str | Path, scale: Scale | None = None) -> Path:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(len(items), 2, figsize=(10, 3.6 * len(items)), squeeze=False)
+    width = scale.context().embed_dim if scale is not None else None
+    for (axis, rows), (ax_ours, ax_paper) in zip(items, axes):
+        paper_scale = PAPER_ENCODER_WIDTH / width if axis.name == 'decoder_width' and width else 1.0
+        plot_rows(axis, rows, ax_ours, ax_paper, paper_scale)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.name}.tmp.png')
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def write_report(scale: Scale, names: list[str], store: ResultStore, out_dir: str | Path,
+                 values: list[str] | None = None, plots: bool = True) -> list[Path]:
+    """Write ``<out_dir>/<axis>.md`` (and ``.png`` for curve axes) for each axis in ``names``; the axes of a
+    group (``decoder``) go to one file. Returns the paths written."""
+    out_dir = Path(out_dir)
+    written = []
+    for group, axis_names in _files(names):
+        # micro tables are the project's defaults; other scales get their own files beside them
+        file_stem = group if scale.name == 'micro' else f'{group}_{scale.name}'
+        items = [(get_axis(n), axis_rows(scale, get_axis(n), store, values)) for n in axis_names]
+        sections = [axis_table(scale, axis, rows, stale_records(scale, axis, store, rows)) for axis, rows in items]
+        title = {'decoder': 'Decoder design (MAE Table 1a, 1b)'}.get(group, items[0][0].title)
+        scale_arg = '' if scale.name == 'micro' else f' --scale {scale.name}'
+        body = [f'# {title}', '', f'Generated by `python tools/ablate.py --report --axis {group}{scale_arg}` from '
+                f'the results store; do not edit by hand.', '']
+        curves = [(a, r) for a, r in items if a.plot]
+        if plots and curves:
+            written.append(plot_axes(curves, out_dir / f'{file_stem}.png', scale))
+            body += [f'![{title}]({file_stem}.png)', '']
+        md = '\n'.join(body + sections)
+        written.append(write_text_atomic(out_dir / f'{file_stem}.md', md))
+    return written
+
+
+def _files(names: list[str]) -> list[tuple[str, tuple[str, ...]]]:
+    files, used = [], set()
+    for group, members in GROUPS.items():
+        if group in names or any(m in names for m in members):   # one file holds the whole group
+            files.append((group, members))
+            used |= set(members) | {group}
+    files += [(n, (n,)) for n in names if n not in used]
+    return files

@@ -1,0 +1,59 @@
+"""The results store: one JSON file per finished cell, named by the cell's key.
+
+A record is written to a temporary file in the same directory and moved into place with ``os.replace``, so a
+reader (or a sweep restarted after a crash) sees either no record or a whole one, never a torn file. One file
+per cell also lets parallel workers and cluster jobs write without a lock. Cells are keyed by the hash of
+their resolved config and seed, so a cell shared by two axes (every axis's default row is the same run) is
+trained once.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from mimbench.fileio import read_json, write_json_atomic
+
+STORE_VERSION = 1
+
+
+class ResultStore:
+    """``root/<cell key>.json`` per finished cell.
+
+    Example::
+
+        store = ResultStore('docs/results/ablation')
+        store.put({'key': 'a1b2c3', 'metrics': {...}, ...})
+        store.get('a1b2c3')['metrics']
+    """
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        return self.root / f'{key}.json'
+
+    def get(self, key: str) -> dict | None:
+        return read_json(self.path(key))
+
+    def put(self, record: dict) -> Path:
+        if 'key' not in record:
+            raise ValueError('a store record needs its cell key')
+        return write_json_atomic(self.path(record['key']), dict(record, store_version=STORE_VERSION))
+
+    def records(self) -> dict[str, dict]:
+        """Every record, by key (temporary files of an interrupted write are ignored)."""
+        if not self.root.is_dir():
+            return {}
+        return {p.stem: read_json(p) for p in sorted(self.root.glob('*.json')) if not p.name.startswith('.')}
+
+
+def code_version(repo: str | os.PathLike | None = None) -> str:
+    """``git describe`` of the code that made a record (``-dirty`` when it had uncommitted changes)."""
+    repo = repo or Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(['git', 'describe', '--always', '--dirty', '--abbrev=12'], cwd=repo,
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return 'unknown'
+    return out.stdout.strip() or 'unknown'

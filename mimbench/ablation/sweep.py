@@ -1,0 +1,197 @@
+"""Run a list of cells: one after another, in N local worker processes, or as cluster jobs via submitit.
+
+Whatever the launcher, a cell is :func:`~mimbench.ablation.execute.run_cell`, which skips what is already done;
+so rerunning a sweep (after a crash, or with more seeds) continues it. Progress is printed as cells done /
+total with an ETA from the cells finished so far (or from the dry-run estimate before the first finishes).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+from mimbench.ablation.cells import Cell, Scale
+from mimbench.ablation.execute import CellBusy, CellFailed, missing_evaluations, run_cell
+from mimbench.ablation.store import ResultStore
+
+Log = Callable[[str], None]
+LAUNCHERS = ('local', 'slurm', 'submitit-local')
+
+
+@dataclass
+class SweepSpec:
+    """Everything a worker needs to run cells (picklable, for worker processes and cluster jobs)."""
+    scale: str
+    store: str
+    work_root: str
+    evaluations: list[str]
+    data_root: str | None = None
+
+
+def _done(store: ResultStore, scale: Scale, cell: Cell, evaluations: list[str]) -> bool:
+    return not missing_evaluations(store.get(cell.key), scale, evaluations)
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f'{h}h{m:02d}m' if h else f'{m}m{s:02d}s'
+
+
+class Progress:
+    """``[done/total]`` lines with an ETA: mean time of the cells this run finished x cells left / workers."""
+
+    def __init__(self, total: int, already: int, workers: int = 1, estimate_s: float | None = None,
+                 log: Log = print):
+        self.total, self.done, self.workers, self.estimate_s, self.log = total, already, workers, estimate_s, log
+        self.durations: list[float] = []
+
+    def eta(self) -> float | None:
+        """Seconds until every cell is done, or None before any estimate exists."""
+        left = self.total - self.done
+        per_cell = sum(self.durations) / len(self.durations) if self.durations else self.estimate_s
+        return None if per_cell is None else per_cell * left / self.workers
+
+    def finished(self, cell: Cell, seconds: float, record: dict | None, error: str | None = None) -> None:
+        self.done += 1
+        if not (error or '').startswith('skipped'):     # a cell another sweep runs says nothing about speed
+            self.durations.append(seconds)
+        eta = self.eta()
+        what = (error if error.startswith('skipped') else f'FAILED: {error}') if error else ', '.join(
+            f'{k} {v["accuracy"]:.2f}' for k, v in (record or {}).get('metrics', {}).items())
+        self.log(f'[{self.done}/{self.total}] {cell.name} ({format_duration(seconds)}): {what}'
+                 + (f'; ETA {format_duration(eta)}' if eta is not None and self.done < self.total else ''))
+
+
+def _run_one(spec: SweepSpec, cell: Cell, stream: bool, log: Log = print) -> dict:
+    return run_cell(cell, Scale.load(spec.scale), ResultStore(spec.store), spec.work_root, spec.evaluations,
+                    data_root=spec.data_root, stream=stream, log=log)
+
+
+def _worker_init(threads: int, devices) -> None:
+    # one GPU per worker when there are GPUs; otherwise an equal share of the CPU cores
+    if devices is not None:
+        os.environ['CUDA_VISIBLE_DEVICES'] = str(devices.get())
+    os.environ['OMP_NUM_THREADS'] = str(threads)
+    import torch
+    torch.set_num_threads(threads)
+
+
+def _run_in_worker(spec: SweepSpec, cell: Cell) -> tuple[dict | None, str | None, float]:
+    start = time.perf_counter()
+    try:
+        return _run_one(spec, cell, stream=False, log=lambda msg: None), None, time.perf_counter() - start
+    except CellBusy as err:     # another sweep runs it; not a failure
+        return None, f'skipped, {err}', time.perf_counter() - start
+    except Exception as err:    # noqa: BLE001 - reported by the parent; the other cells go on
+        return None, f'{cell.name}: {type(err).__name__}: {err}', time.perf_counter() - start
+
+
+def run_sweep(cells: list[Cell], spec: SweepSpec, *, workers: int = 1, launcher: str = 'local',
+              estimate_s: float | None = None, slurm: dict | None = None, log: Log = print) -> list[dict]:
+    """Run every unfinished cell; returns the records of the cells that finished (now or before)."""
+    if launcher not in LAUNCHERS:
+        raise ValueError(f"launcher must be one of {', '.join(LAUNCHERS)}, got {launcher!r}")
+    store = ResultStore(spec.store)
+    scale = Scale.load(spec.scale)
+    todo = [c for c in cells if not _done(store, scale, c, spec.evaluations)]
+    parallel = workers if launcher == 'local' else max(1, len(todo))     # cluster jobs all run at once
+    progress = Progress(len(cells), len(cells) - len(todo), parallel, estimate_s, log)
+    eta = progress.eta()
+    log(f'{len(cells)} cells: {len(cells) - len(todo)} already in {spec.store}, {len(todo)} to run'
+        + (f' ({workers} workers)' if workers > 1 and launcher == 'local' else '')
+        + (f'; estimated {format_duration(eta)}' if eta and todo else ''))
+    failures = []
+    if launcher != 'local':
+        failures = _run_submitit(todo, spec, launcher, slurm or {}, progress, log)
+    elif workers <= 1:
+        for cell in todo:
+            log(f'cell {cell.name} [{cell.key}]')
+            start = time.perf_counter()
+            try:
+                record, error = _run_one(spec, cell, stream=True, log=log), None
+            except CellBusy as err:
+                record, error = None, f'skipped, {err}'
+            except CellFailed as err:
+                record, error = None, str(err)
+                failures.append(error)
+            except Exception as err:   # noqa: BLE001 - e.g. a config that no longer builds: report, go on
+                record, error = None, f'{cell.name}: {type(err).__name__}: {err}'
+                failures.append(error)
+            progress.finished(cell, time.perf_counter() - start, record, error)
+    else:
+        failures = _run_pool(todo, spec, workers, progress)
+    if failures:
+        log(f'{len(failures)} cells failed; rerun the same command to retry them:\n  ' + '\n  '.join(failures))
+    return [r for c in cells if (r := store.get(c.key)) is not None]
+
+
+def _run_pool(todo: list[Cell], spec: SweepSpec, workers: int, progress: Progress) -> list[str]:
+    import torch
+    ctx = get_context('spawn')
+    gpus = torch.cuda.device_count()
+    with contextlib.ExitStack() as stack:
+        devices = None
+        if gpus:
+            devices = stack.enter_context(ctx.Manager()).Queue()
+            for i in range(min(workers, gpus)):
+                devices.put(i)
+            workers = min(workers, gpus)
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        return _pool_loop(todo, spec, workers, progress, ctx, threads, devices)
+
+
+def _pool_loop(todo, spec, workers, progress, ctx, threads, devices) -> list[str]:
+    failures = []
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                             initargs=(threads, devices)) as pool:
+        pending = {pool.submit(_run_in_worker, spec, cell): cell for cell in todo}
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                cell = pending.pop(future)
+                record, error, seconds = future.result()
+                if error and not error.startswith('skipped'):
+                    failures.append(error)
+                progress.finished(cell, seconds, record, error)
+    return failures
+
+
+def _run_submitit(todo: list[Cell], spec: SweepSpec, launcher: str, slurm: dict, progress: Progress,
+                  log: Log) -> list[str]:
+    try:
+        import submitit
+    except ImportError:
+        raise SystemExit("--launcher slurm needs submitit: pip install submitit") from None
+    folder = Path(spec.work_root) / 'submitit' / '%j'
+    if launcher == 'slurm':
+        executor = submitit.AutoExecutor(folder=folder, cluster='slurm')
+        executor.update_parameters(**{k: v for k, v in slurm.items() if v is not None})
+    else:   # the same code path on this machine: each cell a local job
+        executor = submitit.LocalExecutor(folder=folder)
+        executor.update_parameters(timeout_min=slurm.get('timeout_min', 60 * 24))
+    jobs = {}
+    for cell in todo:
+        job = executor.submit(_run_in_worker, spec, cell)
+        jobs[job] = (cell, time.perf_counter())
+        log(f'submitted {cell.name} as job {job.job_id}')
+    failures = []
+    while jobs:
+        for job in [j for j in jobs if j.done()]:
+            cell, start = jobs.pop(job)
+            try:
+                record, error, _ = job.result()
+            except Exception as err:   # the job itself died (node failure, timeout): say so, keep going
+                record, error = None, f'job {job.job_id} for {cell.name}: {err}'
+            if error and not error.startswith('skipped'):
+                failures.append(error)
+            progress.finished(cell, time.perf_counter() - start, record, error)
+        if jobs:
+            time.sleep(2.0)
+    return failures

@@ -1,0 +1,340 @@
+"""The ablation driver: which cells an axis expands to, how bad input is refused, that the results store
+survives crashes, that a rerun continues instead of repeating, and that tables come from the store alone."""
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mimbench.ablation.axes import AXES, AblationError, get_axis
+from mimbench.ablation.cells import Scale, expand, make_cell
+from mimbench.ablation.estimate import estimate_cell
+from mimbench.ablation.report import axis_rows, write_report
+from mimbench.ablation.store import ResultStore
+from mimbench.fileio import read_json, write_json_atomic
+from mimbench.ablation.sweep import Progress, SweepSpec, run_sweep
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = str(REPO / 'tests/configs/ablation/tiny.py')
+FIXTURE = REPO / 'tests/fixtures/ablation'
+
+
+@pytest.fixture(scope='module')
+def micro():
+    return Scale.load('micro')
+
+
+@pytest.fixture(scope='module')
+def tiny():
+    return Scale.load(TINY)
+
+
+# ------------------------------------------------------------------------------------------------ expansion
+
+@pytest.mark.parametrize('axis, values', [
+    ('decoder_depth', ['1', '2', '4', '8', '12']),
+    ('decoder_width', ['24', '48', '96', '144', '192']),        # the paper's 128-1024 over ViT-L's 1024, x 192
+    ('mask_token', ['with', 'without']),
+    ('target', ['pixel', 'norm_pixel', 'pca', 'token']),
+    ('augmentation', ['none', 'fixed_crop', 'rand_crop', 'crop_jitter']),
+    ('mask_sampling', ['random75', 'block50', 'block75', 'grid75']),
+    ('mask_ratio', ['0.1', '0.2', '0.3', '0.4', '0.5', '0.6', '0.7', '0.75', '0.8', '0.9']),
+    ('method', ['scratch', 'mae', 'cae', 'beit']),
+    ('cae_align_weight', ['0', '0.5', '1', '2', '4']),
+    ('cae_momentum', ['0', '0.9', '0.99', '0.999']),
+])
+def test_every_axis_expands_to_its_values_times_seeds(micro, axis, values):
+    cells = expand(micro, [axis], 2)
+    assert [(c.value.key, c.seed) for c in cells] == [(v, s) for v in values for s in (0, 1)]
+    assert len({c.key for c in cells}) == len(cells)
+
+
+def test_axis_values_change_the_config_the_way_the_paper_describes(micro):
+    def cfg(axis, value):
+        return expand(micro, [axis], 1, [value])[0].config()
+    assert cfg('decoder_depth', '8').model.decoder.depth == 8
+    assert cfg('decoder_width', '48').model.decoder.embed_dim == 48
+    assert cfg('mask_token', 'with').model.mask_token_in_encoder is True
+    block = cfg('mask_sampling', 'block75').model.masker
+    assert (block.type, block.num_masked) == ('BlockMasker', 48) and 'ratio' not in block   # 75% of 8 x 8
+    assert cfg('mask_ratio', '0.3').model.masker == dict(type='RandomMasker', ratio=0.3)
+    assert cfg('target', 'pixel').model.target == dict(type='PixelTarget', normalize=False)
+    assert [t['type'] for t in cfg('augmentation', 'crop_jitter').train_dataloader.dataset.pipeline] == \
+        ['RandomResizedCrop', 'RandomHorizontalFlip', 'ColorJitter']
+    assert cfg('cae_momentum', '0.9').model.momentum == 0.9
+    assert cfg('method', 'cae').model.type == 'CAE'
+
+
+def test_the_default_row_of_every_mae_axis_is_one_shared_cell(micro):
+    defaults = [('decoder_depth', '2'), ('decoder_width', '96'), ('mask_token', 'without'), ('target', 'norm_pixel'),
+                ('augmentation', 'rand_crop'), ('mask_sampling', 'random75'), ('mask_ratio', '0.75'),
+                ('method', 'mae')]
+    keys = {expand(micro, [a], 1, [v])[0].key for a, v in defaults}
+    assert len(keys) == 1
+    assert len(expand(micro, [a for a, _ in defaults], 1)) == sum(
+        len(get_axis(a).rows(micro.context())) for a, _ in defaults) - (len(defaults) - 1)
+
+
+def test_seed_and_every_config_change_make_a_new_key_but_locations_do_not(micro):
+    a = expand(micro, ['decoder_depth'], 1, ['4'])[0]
+    b = make_cell(micro, get_axis('decoder_depth'), a.value, 1)
+    assert a.key != b.key
+    moved = make_cell(micro, get_axis('decoder_depth'), a.value, 0)
+    moved.options = {**moved.options, 'train_dataloader.dataset.root': '/elsewhere'}
+    from mimbench.ablation.cells import cell_key
+    assert cell_key(moved.config(), 0) == a.key
+
+
+def test_numeric_axes_take_new_values_and_categorical_axes_list_theirs(micro):
+    assert [c.value.key for c in expand(micro, ['decoder_depth'], 1, ['3'])] == ['3']
+    assert expand(micro, ['mask_ratio'], 1, ['0.65'])[0].value.paper.lin is None
+    with pytest.raises(AblationError, match="no value 'blocky'.*random75, block50, block75, grid75"):
+        expand(micro, ['mask_sampling'], 1, ['blocky'])
+    with pytest.raises(AblationError, match="takes int values, got 'deep'"):
+        expand(micro, ['decoder_depth'], 1, ['deep'])
+    assert expand(micro, ['mask_ratio'], 1, ['75'])[0].key == expand(micro, ['mask_ratio'], 1, ['0.75'])[0].key
+    with pytest.raises(AblationError, match=r"outside \[0.01, 99\]"):
+        expand(micro, ['mask_ratio'], 1, ['150'])
+    with pytest.raises(AblationError, match="unknown axis 'decoder'.*decoder_depth, decoder_width"):
+        get_axis('decoder')
+
+
+def test_a_value_that_cannot_build_fails_at_dry_run_time(tiny):
+    cell = expand(tiny, ['decoder_width'], 1, ['5'])[0]     # 5 channels over the decoder's 2 heads
+    with pytest.raises(AblationError, match=r'decoder_width=5 seed 0 cannot be built'):
+        estimate_cell(cell, tiny, ['knn'], gflops_per_s=100.0)
+
+
+def test_the_cli_names_a_bad_axis_and_lists_the_valid_ones():
+    out = subprocess.run([sys.executable, 'tools/ablate.py', '--axis', 'mask_shape', '--dry-run'], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "unknown axis 'mask_shape'" in out.stderr and 'mask_sampling' in out.stderr and 'speed' in out.stderr
+
+
+def test_dry_run_lists_cells_with_estimates_and_trains_nothing(tmp_path):
+    out = subprocess.run([sys.executable, 'tools/ablate.py', '--scale', TINY, '--axis', 'decoder_depth',
+                          '--values', '1', '2', '--seeds', '2', '--dry-run', '--results', str(tmp_path)],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert 'decoder_depth=1 seed 1' in out.stdout and 'to run: 4 cells' in out.stdout
+    assert not any(tmp_path.rglob('*.json'))
+
+
+# ------------------------------------------------------------------------------------------------ the store
+
+def _writer(path, stop_after):
+    # rewrite one record over and over with a large payload, so a kill lands mid-write sooner or later
+    i = 0
+    while i < stop_after:
+        write_json_atomic(path, {'key': 'k', 'i': i, 'payload': 'x' * 200_000})
+        i += 1
+
+
+def test_a_record_killed_mid_write_leaves_the_old_record_whole(tmp_path):
+    path = tmp_path / 'k.json'
+    write_json_atomic(path, {'key': 'k', 'i': -1})
+    ctx = multiprocessing.get_context('fork')
+    for delay in (0.01, 0.03, 0.07, 0.11):
+        proc = ctx.Process(target=_writer, args=(path, 10 ** 9))
+        proc.start()
+        time.sleep(delay)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join()
+        record = json.loads(path.read_text())       # never torn: parses, and is a whole record
+        assert record['key'] == 'k' and (record['i'] == -1 or len(record['payload']) == 200_000)
+    store = ResultStore(tmp_path)
+    assert list(store.records()) == ['k']           # temporary files of killed writes are not records
+
+
+def test_a_failed_write_keeps_the_previous_record_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    store = ResultStore(tmp_path)
+    store.put({'key': 'a', 'metrics': {'knn': {'accuracy': 50.0}}})
+
+    def crash(*args, **kwargs):
+        raise OSError('disk full')
+    monkeypatch.setattr(os, 'replace', crash)
+    with pytest.raises(OSError):
+        store.put({'key': 'a', 'metrics': {}})
+    assert store.get('a')['metrics'] == {'knn': {'accuracy': 50.0}}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['a.json']
+
+
+# ------------------------------------------------------------------------------------------------ sweeps
+
+def _spec(tmp_path, evaluations=('knn',)):
+    return SweepSpec(scale=TINY, store=str(tmp_path / 'store'), work_root=str(tmp_path / 'work'),
+                     evaluations=list(evaluations))
+
+
+def test_a_sweep_writes_one_record_per_cell_and_a_rerun_skips_finished_cells(tiny, tmp_path, monkeypatch):
+    cells = expand(tiny, ['decoder_depth'], 1, ['1', '2'])
+    lines = []
+    records = run_sweep(cells, _spec(tmp_path), log=lines.append)
+    assert [r['key'] for r in records] == [c.key for c in cells]
+    record = records[0]
+    assert record['pretrain']['iters'] == 8 and record['pretrain']['cpu_seconds'] > 0
+    assert 0 <= record['metrics']['knn']['accuracy'] <= 100
+    assert record['flops_gflops_per_img']['encoder'] > 0 and record['code_version']
+    assert any(line.startswith('[2/2] decoder_depth=2 seed 0') for line in lines)
+
+    import mimbench.ablation.execute as execute
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError('a finished cell was run again')
+    monkeypatch.setattr(execute, 'pretrain', must_not_run)
+    monkeypatch.setattr(execute, 'evaluate_cell', must_not_run)
+    lines.clear()
+    assert run_sweep(cells, _spec(tmp_path), log=lines.append) == records
+    assert lines[0].startswith('2 cells: 2 already in')
+
+
+def test_a_new_evaluation_is_added_to_finished_cells_without_pretraining_again(tiny, tmp_path, monkeypatch):
+    cells = expand(tiny, ['decoder_depth'], 1, ['1'])
+    run_sweep(cells, _spec(tmp_path), log=lambda _: None)
+    import mimbench.ablation.execute as execute
+    calls = []
+    real = execute.pretrain
+    monkeypatch.setattr(execute, 'pretrain', lambda *a, **k: calls.append(1) or real(*a, **k))
+    record = run_sweep(cells, _spec(tmp_path, ('knn', 'lin')), log=lambda _: None)[0]
+    assert set(record['metrics']) == {'knn', 'lin'}
+    assert calls == [1]     # called, and returned the finished pretraining's summary without training
+    assert (tmp_path / 'work' / cells[0].key / 'pretrain.json').is_file()
+
+
+@pytest.mark.slow
+def test_a_sweep_killed_during_a_cell_resumes_that_cell_and_keeps_the_finished_one(tmp_path):
+    cmd = [sys.executable, 'tools/ablate.py', '--scale', TINY, '--axis', 'decoder_depth', '--values', '1', '2',
+           '--results', str(tmp_path / 'results'), '--work-root', str(tmp_path / 'work')]
+    store = tmp_path / 'results' / 'ablation' / 'tiny'
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    # kill the whole process group as soon as the first record exists and the second cell has started
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if len(list(store.glob('*.json'))) == 1 and len(list((tmp_path / 'work').glob('*/cell_config.py'))) == 2:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = sorted(store.glob('*.json'))
+    assert len(first) == 1
+    mtime = first[0].stat().st_mtime_ns
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert '2 cells: 1 already in' in out.stdout
+    assert len(list(store.glob('*.json'))) == 2 and first[0].stat().st_mtime_ns == mtime
+    assert (tmp_path / 'results' / 'decoder_tiny.md').is_file()
+
+
+@pytest.mark.slow
+def test_two_workers_run_cells_in_parallel_processes(tiny, tmp_path):
+    cells = expand(tiny, ['decoder_depth'], 1, ['1', '2'])
+    lines = []
+    records = run_sweep(cells, _spec(tmp_path), workers=2, log=lines.append)
+    assert len(records) == 2 and '(2 workers)' in lines[0]
+    assert {r['key'] for r in records} == {c.key for c in cells}
+
+
+@pytest.mark.slow
+def test_cells_run_as_submitit_jobs(tiny, tmp_path):
+    cells = expand(tiny, ['decoder_depth'], 1, ['1'])
+    lines = []
+    records = run_sweep(cells, _spec(tmp_path), launcher='submitit-local', log=lines.append)
+    assert len(records) == 1 and any(line.startswith('submitted decoder_depth=1 seed 0 as job') for line in lines)
+    assert list((tmp_path / 'work' / 'submitit').rglob('*_result.pkl'))
+
+
+def test_progress_reports_cells_done_and_an_eta():
+    lines = []
+    progress = Progress(total=4, already=1, workers=1, estimate_s=600, log=lines.append)
+    assert progress.eta() == 1800
+    cell = type('C', (), {'name': 'mask_ratio=0.5 seed 0'})()
+    progress.finished(cell, 120.0, {'metrics': {'lin': {'accuracy': 51.234}}})
+    assert lines == ['[2/4] mask_ratio=0.5 seed 0 (2m00s): lin 51.23; ETA 4m00s']
+
+
+# ------------------------------------------------------------------------------------------------ reports
+
+def _fixture_store(tiny, tmp_path):
+    """The committed fixture records, re-keyed for the current configs (keys hash the configs; the report's
+    layout is what the fixture pins down)."""
+    store = ResultStore(tmp_path / 'store')
+    for path in sorted((FIXTURE / 'store').glob('*.json')):
+        record = json.loads(path.read_text())
+        cell = make_cell(tiny, get_axis(record['axis']),
+                         get_axis(record['axis']).values(tiny.context(), [record['value']])[0], record['seed'])
+        store.put(dict(record, key=cell.key))
+    return store
+
+
+def test_the_report_reproduces_the_decoder_tables_from_a_fixture_store_byte_for_byte(tiny, tmp_path):
+    store = _fixture_store(tiny, tmp_path)
+    paths = write_report(tiny, ['decoder_depth', 'decoder_width'], store, tmp_path / 'out')
+    assert sorted(p.name for p in paths) == ['decoder_tiny.md', 'decoder_tiny.png']   # scale in the name
+    assert (tmp_path / 'out/decoder_tiny.md').read_text() == (FIXTURE / 'decoder_tiny.md').read_text()
+
+
+def test_report_rows_hold_mean_and_std_over_seeds_and_mark_both_defaults(tiny, tmp_path):
+    rows = axis_rows(tiny, get_axis('decoder_depth'), _fixture_store(tiny, tmp_path))
+    by_key = {r.value.key: r for r in rows}
+    mean, std, n = by_key['1'].mean_std('knn')      # the tiny scale's decoder has one block
+    assert n == 2 and abs(mean - 47.5) < 1e-9 and abs(std - 3.5355339) < 1e-6
+    assert by_key['1'].ours_default and not by_key['1'].value.paper_default
+    assert by_key['8'].value.paper_default and by_key['8'].value.paper.lin == 73.5
+
+
+def test_every_axis_has_a_title_column_and_paper_finding():
+    for axis in AXES.values():
+        assert axis.title and axis.column and axis.finding
+
+
+def test_the_training_clock_adds_up_the_segments_of_a_resumed_run(tmp_path):
+    config = tmp_path / 'clocked.py'
+    config.write_text(f"_base_ = ['{REPO / 'tests/configs/tiny_mae.py'}']\n"
+                      "custom_hooks = [dict(type='TrainClockHook', interval=4)]\n")
+    train = [sys.executable, 'tools/train.py', str(config), '--work-dir', str(tmp_path / 'run')]
+    subprocess.run(train + ['--max-iters', '4'], cwd=REPO, check=True, capture_output=True, timeout=300)
+    first = read_json(tmp_path / 'run/train_clock.json')
+    assert first['iter'] == 4 and first['segments'] == 1 and first['cpu_seconds'] > 0
+    subprocess.run(train + ['--resume', '--max-iters', '8'], cwd=REPO, check=True, capture_output=True, timeout=300)
+    second = read_json(tmp_path / 'run/train_clock.json')
+    assert second['iter'] == 8 and second['segments'] == 2
+    assert second['wall_seconds'] > first['wall_seconds'] and second['cpu_seconds'] > first['cpu_seconds']
+
+
+def test_decoder_tables_tool_is_the_decoder_axis_of_ablate(tmp_path):
+    out = subprocess.run([sys.executable, 'tools/decoder_tables.py', '--scale', TINY, '--dry-run', '--values', '1'],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and 'decoder_depth, decoder_width' in out.stderr   # decoder = depth + width
+    out = subprocess.run([sys.executable, 'tools/decoder_tables.py', '--scale', TINY, '--dry-run'],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert 'decoder_depth=12 seed 0' in out.stdout and 'decoder_width=32 seed 0' in out.stdout
+
+
+def test_a_cell_running_in_another_live_process_is_skipped_and_a_dead_ones_lock_is_taken_over(tiny, tmp_path):
+    from mimbench.ablation.execute import cell_lock, CellBusy
+    import socket
+    cells = expand(tiny, ['decoder_depth'], 1, ['1'])
+    work = tmp_path / 'work' / cells[0].key
+    work.mkdir(parents=True)
+    (work / '.lock').write_text(f'{socket.gethostname()}:{os.getppid()}')     # alive: pytest's parent
+    lines = []
+    assert run_sweep(cells, _spec(tmp_path), log=lines.append) == []
+    assert 'skipped' in lines[-1] and 'failed' not in '\n'.join(lines)
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()
+    (work / '.lock').write_text(f'{socket.gethostname()}:{dead.pid}')
+    with cell_lock(work):
+        assert (work / '.lock').read_text().endswith(f':{os.getpid()}')
+        with pytest.raises(CellBusy):
+            with cell_lock(work):
+                pass
+    assert not (work / '.lock').exists()

@@ -1,0 +1,168 @@
+"""Regenerate the ablation tables of the MAE and CAE papers: pretrain and evaluate every cell of an axis, then
+write the table (and plot) with the paper's numbers beside ours.
+
+    python tools/ablate.py --axis mask_sampling                  # micro scale, CPU, resumable
+    python tools/ablate.py --axis decoder --seeds 2              # Table 1a + 1b -> docs/results/decoder.md
+    python tools/ablate.py --axis mask_ratio --values 0.1 0.75 --dry-run
+    python tools/ablate.py --axis all --scale paper --launcher slurm --slurm-partition gpu
+    python tools/ablate.py --axis speed                          # wall-clock table (paper Table 2 analog)
+    python tools/ablate.py --report                              # rebuild every table from the store
+
+Rerunning a command continues it: finished cells are read from the store, an interrupted one resumes from its
+last checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from mimbench.ablation.axes import AXES, SPECIAL_AXES, AblationError  # noqa: E402
+from mimbench.ablation.cells import Scale, expand  # noqa: E402
+from mimbench.ablation.report import GROUPS, write_report  # noqa: E402
+from mimbench.ablation.store import ResultStore  # noqa: E402
+from mimbench.ablation.sweep import LAUNCHERS, SweepSpec, format_duration, run_sweep  # noqa: E402
+
+AXIS_CHOICES = [*AXES, *GROUPS, *SPECIAL_AXES]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split('\n\n')[1])
+    p.add_argument('--axis', nargs='+', default=[], metavar='AXIS',
+                   help=f'one or more of: {", ".join(AXIS_CHOICES)}')
+    p.add_argument('--values', nargs='+', help="the axis's values to run instead of the paper's rows")
+    p.add_argument('--scale', default='micro', help='micro (CPU, CIFAR-10) or paper (ViT-L, ImageNet), or a '
+                                                    'scale config path (configs/ablation/)')
+    p.add_argument('--seeds', type=int, help="seeds per cell (default: the scale's)")
+    p.add_argument('--finetune', action='store_true', help='also fine-tune every cell (the ft column)')
+    p.add_argument('--evaluations', nargs='+', help="evaluation columns to run (default: the scale's)")
+    p.add_argument('--dry-run', action='store_true', help='list the cells, build each model, estimate the time')
+    p.add_argument('--report', action='store_true', help='only rebuild tables and plots from the store')
+    p.add_argument('--results', default='docs/results', help='where tables and plots go')
+    p.add_argument('--store', help='results store directory (default: <results>/ablation/<scale>)')
+    p.add_argument('--work-root', help='cell work dirs (default: work_dirs/ablation/<scale>)')
+    p.add_argument('--data-root', help="dataset location for pretraining and evaluation")
+    p.add_argument('--workers', type=int, default=1, help='cells run in parallel (one GPU each when GPUs exist)')
+    p.add_argument('--launcher', choices=LAUNCHERS, default='local',
+                   help="'slurm': one submitit job per cell; 'submitit-local': the same on this machine")
+    p.add_argument('--slurm-partition')
+    p.add_argument('--slurm-time', type=int, default=60 * 24 * 3, help='minutes per cell job')
+    p.add_argument('--slurm-cpus', type=int, default=10, help='CPU cores per GPU of a cell job (data loading)')
+    p.add_argument('--slurm-mem', type=int, default=64, help='GB of memory per GPU of a cell job')
+    p.add_argument('--max-iters', type=int, help='stop each pretraining after N iterations (smoke tests)')
+    p.add_argument('--speed-batch', type=int, help='batch size for --axis speed (default 8 at 224 px, else 64)')
+    return p.parse_args(argv)
+
+
+def axis_names(requested: list[str]) -> list[str]:
+    names = []
+    for name in requested:
+        if name == 'all':
+            names += list(AXES)
+        elif name in GROUPS:
+            names += list(GROUPS[name])
+        elif name in AXES or name == 'speed':
+            names.append(name)
+        else:
+            raise AblationError(f"unknown axis {name!r}; valid axes: {', '.join(AXIS_CHOICES)}")
+    return list(dict.fromkeys(names))
+
+
+def run_speed(scale: Scale, args) -> None:
+    from mimbench.ablation.speed import run_speed_axis, speed_cells
+    base = scale.method_config('mae')
+    batch = args.speed_batch or (8 if scale.context().img_size >= 224 else 64)
+    out = Path(args.results) / ('speed.md' if scale.name == 'micro' else f'speed_{scale.name}.md')
+    if args.dry_run:
+        for label, cfg in speed_cells(base, scale.base_options('mae')):
+            print(f'speed: {label} (mask token in encoder: {cfg.model.get("mask_token_in_encoder", False)}, '
+                  f'decoder depth {cfg.model.decoder.depth}), batch {batch}, 2 warm-up + 5 timed steps')
+        return
+    run_speed_axis(base, str(out), batch_size=batch, iters=5, warmup=2, cfg_options=scale.base_options('mae'))
+    print(f'wrote {out}')
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    try:
+        scale = Scale.load(args.scale)
+        names = axis_names(args.axis) if args.axis else ([] if args.report else None)
+        if names is None:
+            raise AblationError(f'give --axis (one or more of: {", ".join(AXIS_CHOICES)}) or --report')
+        store_dir = args.store or str(Path(args.results) / 'ablation' / scale.name)
+        store = ResultStore(store_dir)
+        if args.report:
+            stored = {r['axis'] for r in store.records().values() if r and r.get('scale') == scale.name}
+            if not stored:
+                raise AblationError(f'the store {store_dir} has no records of scale {scale.name!r} yet: run an '
+                                    f'axis first (python tools/ablate.py --axis ...)')
+            report_names = [n for n in names if n != 'speed'] or sorted(stored, key=list(AXES).index)
+            for path in write_report(scale, report_names, store, args.results):
+                print(f'wrote {path}')
+            return
+        if 'speed' in names:
+            run_speed(scale, args)
+            names.remove('speed')
+            if not names:
+                return
+        evaluations = list(args.evaluations or scale.cfg.default_evaluations)
+        if args.finetune and 'ft' not in evaluations:
+            evaluations.append('ft')
+        for name in evaluations:
+            scale.evaluation(name)      # an unknown evaluation fails here, listing the valid ones
+        seeds = args.seeds or scale.cfg.seeds
+        cells = expand(scale, names, seeds, args.values, max_iters=args.max_iters)
+        estimate_s = dry_run(scale, cells, evaluations, store, listing=args.dry_run)
+        if args.dry_run:
+            return
+        spec = SweepSpec(scale=args.scale, store=store_dir,
+                         work_root=args.work_root or str(Path('work_dirs') / 'ablation' / scale.name),
+                         evaluations=evaluations, data_root=args.data_root)
+        # one task per cell job; the cell's torchrun starts one process per GPU inside it
+        gpus = int(scale.cfg.get('gpus_per_cell', 1))
+        slurm = dict(slurm_partition=args.slurm_partition, timeout_min=args.slurm_time, nodes=1,
+                     gpus_per_node=gpus, tasks_per_node=1, cpus_per_task=args.slurm_cpus * gpus,
+                     mem_gb=args.slurm_mem * gpus)
+        start = time.perf_counter()
+        run_sweep(cells, spec, workers=args.workers, launcher=args.launcher, estimate_s=estimate_s, slurm=slurm)
+        print(f'sweep took {format_duration(time.perf_counter() - start)}')
+        # the tables always show every row of the axis (--values only chose what to run)
+        for path in write_report(scale, names, store, args.results):
+            print(f'wrote {path}')
+    except AblationError as err:
+        sys.exit(f'error: {err}')
+
+
+def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, listing: bool) -> float | None:
+    """Build every cell (bad values fail here) and estimate; print the list when ``listing``. Returns the
+    mean estimated seconds per cell still to run."""
+    from mimbench.ablation.estimate import device_gflops, estimate_cell
+    rate, source = device_gflops(scale)
+    todo_s, todo = 0.0, 0
+    rows = []
+    for cell in cells:
+        est = estimate_cell(cell, scale, evaluations, rate)
+        record = store.get(cell.key)
+        done = record is not None and all(n in record['metrics'] for n in evaluations)
+        if not done:
+            todo_s += est.total_s
+            todo += 1
+        rows.append((cell, est, done))
+    if listing:
+        print(f'{len(cells)} cells at scale {scale.name!r}, evaluations {", ".join(evaluations)}; '
+              f'times estimated at {source}:')
+        print(f'  {"cell":<34} {"key":<16} {"train GFLOPs/img":>16} {"pretrain":>9} {"eval":>8}  status')
+        for cell, est, done in rows:
+            print(f'  {cell.name:<34} {cell.key:<16} {est.train_gflops:>16.4g} {format_duration(est.pretrain_s):>9}'
+                  f' {format_duration(est.eval_s):>8}  {"done" if done else "to run"}')
+        unit = 'GPU' if scale.cfg.get('device_tflops') else 'machine'
+        print(f'to run: {todo} cells, about {todo_s / 3600:.1f} {unit}-hours')
+    return todo_s / todo if todo else None
+
+
+if __name__ == '__main__':
+    main()
