@@ -222,3 +222,43 @@ def test_alignment_tool_prints_both_paths_and_the_control_and_writes_the_grid(tm
     from PIL import Image
     width, height = Image.open(tmp_path / 'grid.png').size
     assert (width, height) == (5 * (16 * 4 + 2) + 2, 2 * (16 * 4 + 2) + 2)   # 5 panels x 2 images, 4x upscaled
+
+
+@pytest.mark.slow
+def test_under_two_process_ddp_the_teacher_follows_the_momentum_rule_as_in_one_process(tmp_path):
+    """Two gloo processes with batch 8 each against one process with batch 16 (same images, the same fixed
+    mask, no augmentation): the teacher, updated by MomentumTeacherHook after every step, must come out the
+    same, so the hook reaches the model through the DDP wrapper and every rank applies the same update."""
+    import os
+    import subprocess
+    import sys
+
+    from mimbench.engine.checkpoint import load_local_checkpoint
+    repo = Path(__file__).resolve().parents[1]
+    config = tmp_path / 'cae_fixed_mask.py'
+    config.write_text(f"_base_ = ['{TINY_CAE}']\n"
+                      "custom_imports = dict(imports=['tests.fixtures.parts'])\n"
+                      "model = dict(momentum=0.5, masker=dict(_delete_=True, type='FixedMasker', ratio=0.5))\n"
+                      "train_dataloader = dict(dataset=dict(pipeline=[]))\n")
+    env = dict(os.environ, PYTHONPATH=str(repo), OMP_NUM_THREADS='1')
+    train = [str(repo / 'tools/train.py'), str(config), '--max-iters', '4']
+    subprocess.run([sys.executable, *train, '--work-dir', str(tmp_path / 'one'), '--cfg-options',
+                    'train_dataloader.batch_size=16'], env=env, check=True, capture_output=True)
+    ddp = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port',
+                          '29531', *train, '--launcher', 'pytorch', '--work-dir', str(tmp_path / 'two'),
+                          '--cfg-options', 'train_dataloader.batch_size=8'], env=env, capture_output=True, text=True)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    a = load_local_checkpoint(str(tmp_path / 'one/iter_4.pth'))['state_dict']
+    b = load_local_checkpoint(str(tmp_path / 'two/iter_4.pth'))['state_dict']
+    teacher = [k for k in a if k.startswith('teacher.')]
+    assert teacher and a.keys() == b.keys()
+    moved = [k for k in teacher if not torch.equal(a[k], a[k.replace('teacher.', 'encoder.', 1)])]
+    assert moved, 'with momentum 0.5 the teacher must lag behind the encoder'
+    for name in teacher:
+        x, y = a[name], b[name]
+        if name.endswith('attn.qkv.bias'):
+            # the key bias has no true gradient (softmax cancels it) and Adam amplifies its float noise: the
+            # same exclusion as the MAE DDP test in test_training.py
+            dim = x.numel() // 3
+            x, y = torch.cat([x[:dim], x[2 * dim:]]), torch.cat([y[:dim], y[2 * dim:]])
+        torch.testing.assert_close(x, y, atol=2e-5, rtol=1e-4, msg=name)

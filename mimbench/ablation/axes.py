@@ -39,6 +39,7 @@ class PaperResult:
     approx: bool = False    # read off a figure
 
     def cell(self, metric: str) -> str:
+        """The table text for ``metric`` ('ft' or 'lin'): '84.9', '~71.8' (read off a figure) or '-'."""
         value = getattr(self, metric)
         if value is None:
             return '-'

@@ -36,8 +36,9 @@ def device_gflops(scale: Scale) -> tuple[float, str]:
     eff = scale.cfg.get('efficiency', 0.5)
     if scale.cfg.get('device_tflops'):
         return scale.cfg.device_tflops * 1e3 * eff, f'{scale.cfg.device_tflops} TFLOP/s assumed per GPU'
-    rate = matmul_gflops(repeats=3)
-    return rate * eff, f'{eff:.0%} of this machine\'s measured {rate:.0f} GFLOP/s matmul rate'
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    rate = matmul_gflops(repeats=3, device=device)
+    return rate * eff, f'{eff:.0%} of this machine\'s measured {rate:.0f} GFLOP/s {device} matmul rate (fp32)'
 
 
 def build_cell_model(cell: Cell):

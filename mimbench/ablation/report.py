@@ -31,6 +31,7 @@ class Row:
         return [r['metrics'][metric]['accuracy'] for r in self.records if metric in r.get('metrics', {})]
 
     def mean_std(self, metric: str) -> tuple[float, float, int] | None:
+        """(mean, sample std, number of seeds) of the metric over this row's records; None without any."""
         vals = self.values(metric)
         if not vals:
             return None

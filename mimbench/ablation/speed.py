@@ -214,7 +214,8 @@ def run_speed_axis(scale_base_config: str, out_md: str | Path, batch_size: int, 
             f"{result['train_gflops_per_img']:.4g} train GFLOPs/img")
         results.append(result)
     out_md = Path(out_md)
-    write_text_atomic(out_md, f'# Speed axis: {scale_base_config}\n\n' + speed_table(results))
+    options = f' with {", ".join(f"{k}={v}" for k, v in cfg_options.items())}' if cfg_options else ''
+    write_text_atomic(out_md, f'# Speed axis: {scale_base_config}{options}\n\n' + speed_table(results))
     raw = dict(base_config=str(scale_base_config), cfg_options=cfg_options or {}, results=results)
     write_text_atomic(out_md.with_suffix('.json'), json.dumps(raw, indent=2) + '\n')
     return results
