@@ -338,3 +338,13 @@ def test_a_cell_running_in_another_live_process_is_skipped_and_a_dead_ones_lock_
             with cell_lock(work):
                 pass
     assert not (work / '.lock').exists()
+
+
+def test_probe_columns_share_one_feature_extraction_per_split(tiny, tmp_path):
+    cells = expand(tiny, ['decoder_depth'], 1, ['1'])
+    lines = []
+    run_sweep(cells, _spec(tmp_path, ('lin', 'lin_mean')), log=lines.append)
+    assert any('extracting cls/mean features in one pass' in line for line in lines)
+    for name in ('lin', 'lin_mean'):
+        (record,) = [json.loads(p.read_text()) for p in (tmp_path / 'work' / cells[0].key / 'eval').glob(f'{name}-*')]
+        assert record['features']['train']['extracted'] == [] and record['features']['test']['cache_hits']

@@ -226,6 +226,40 @@ def evaluate_cell(cell: Cell, scale: Scale, work_dir: Path, name: str, checkpoin
     return record
 
 
+def prefetch_features(cell: Cell, scale: Scale, work_dir: Path, checkpoint: str | None, names: list[str], *,
+                      data_root: str | None = None, log: Log = print) -> list[str]:
+    """Extract, in one pass per split, every pooling that the probe columns ``names`` need ([cls], mean,
+    tokens), into the cell's feature cache, where each evaluation then finds its own. Extraction is most of a
+    probe's time, and separate columns would otherwise repeat it. Returns the poolings extracted together."""
+    from mimbench.evaluation.encoder import load_encoder
+    from mimbench.evaluation.features import FeatureCache, cached_features
+    from mimbench.evaluation.optim import torch_threads
+    from mimbench.evaluation.run import build_split
+    groups: dict[str, tuple] = {}
+    for name in names:
+        protocol, cfg, _ = eval_config(scale, name)
+        if protocol == 'finetune':
+            continue
+        same_pass = json.dumps([cfg.data.to_dict(), cfg.get('extract', {})], sort_keys=True, default=str)
+        groups.setdefault(same_pass, (cfg, set()))[1].add(cfg.pool)
+    groups = {k: v for k, v in groups.items() if len(v[1]) > 1}
+    if not groups:
+        return []
+    loaded = (load_encoder(checkpoint) if checkpoint else
+              load_encoder(None, str(write_cell_config(cell, work_dir)), seed=cell.seed))
+    cache = FeatureCache(work_dir / 'features')
+    done = []
+    for cfg, pools in groups.values():
+        ext = dict(cfg.get('extract', {}))
+        threads = ext.pop('threads', None)
+        log(f'  {cell.name}: extracting {"/".join(sorted(pools))} features in one pass')
+        for split in ('train', 'test'):
+            with torch_threads(threads):
+                cached_features(loaded, build_split(cfg, split, data_root), split, sorted(pools), cache, **ext)
+        done += sorted(pools)
+    return done
+
+
 def missing_evaluations(record: dict | None, scale: Scale, evaluations: list[str]) -> list[str]:
     """The evaluation columns a cell's record lacks, or holds from another eval config."""
     have = (record or {}).get('metrics', {})
@@ -267,7 +301,12 @@ def _run_cell(cell, scale, store, work_dir, evaluations, record, *, data_root, s
         if cell.value.pretrain else None
     checkpoint = summary['checkpoint'] if summary else None
     metrics = dict(record['metrics']) if record else {}
-    for name in missing_evaluations(record, scale, evaluations):
+    missing = missing_evaluations(record, scale, evaluations)
+    try:
+        prefetch_features(cell, scale, work_dir, checkpoint, missing, data_root=data_root, log=log)
+    except Exception as err:   # noqa: BLE001 - as for an evaluation: this cell fails, the sweep goes on
+        raise CellFailed(f'feature extraction for {cell.name} failed: {type(err).__name__}: {err}') from err
+    for name in missing:
         log(f'  {cell.name}: evaluating {name}')
         result = evaluate_cell(cell, scale, work_dir, name, checkpoint, data_root=data_root, log=lambda msg: None)
         metrics[name] = dict(accuracy=result['accuracy'], wall_time_s=result['wall_time_s'],

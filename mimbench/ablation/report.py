@@ -181,7 +181,7 @@ def axis_table(scale: Scale, axis: Axis, rows: list[Row], stale: int = 0) -> str
         note += (f' {stale} stored record{"s" if stale > 1 else ""} of this axis no longer match the current '
                  f'configs (changed since they ran) and are not shown.')
     return '\n'.join([f'## {axis.title}', '', note, '', *lines, '',
-                      f'Paper: {axis.finding}', '', check_line(rows), ''])
+                      f'Paper: {axis.finding}', '', check_line(rows, scale.cfg.get('check_metric', 'lin')), ''])
 
 
 def plot_rows(axis: Axis, rows: list[Row], ax_ours, ax_paper, paper_scale: float = 1.0) -> None:

@@ -17,3 +17,5 @@ seeds = 1
 efficiency = 0.5
 probe_seconds = dict(lin=1, knn=1)
 test_fraction = 0.5
+evaluations['lin_mean'] = dict(protocol='linear', config='tests/configs/ablation/linear_tiny.py',
+                               options=dict(pool='mean'))
