@@ -348,3 +348,12 @@ def test_probe_columns_share_one_feature_extraction_per_split(tiny, tmp_path):
     for name in ('lin', 'lin_mean'):
         (record,) = [json.loads(p.read_text()) for p in (tmp_path / 'work' / cells[0].key / 'eval').glob(f'{name}-*')]
         assert record['features']['train']['extracted'] == [] and record['features']['test']['cache_hits']
+
+
+def test_the_check_line_compares_any_probe_column_with_the_papers_linear_probe(tiny, tmp_path):
+    from mimbench.ablation.report import check_line
+    rows = axis_rows(tiny, get_axis('decoder_depth'), _fixture_store(tiny, tmp_path))
+    line = check_line(rows, 'knn')
+    assert line.startswith('Check (kNN): paper lin best at 8; ours best at 8;')
+    assert 'rank correlation with the paper over 4 rows' in line
+    assert check_line(rows, 'lin_mean') == 'Check (lin (mean-pool)): no results yet.'

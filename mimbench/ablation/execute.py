@@ -266,6 +266,18 @@ def missing_evaluations(record: dict | None, scale: Scale, evaluations: list[str
     return [n for n in evaluations if n not in have or have[n].get('eval_hash') != eval_config(scale, n)[2]]
 
 
+def _portable(summary: dict | None) -> dict | None:
+    """The pretraining summary with its checkpoint path relative to the working directory when it lies
+    below it: store records are committed and read on other machines."""
+    if not summary or not summary.get('checkpoint'):
+        return summary
+    path = Path(summary['checkpoint'])
+    try:
+        return dict(summary, checkpoint=str(path.resolve().relative_to(Path.cwd().resolve())))
+    except ValueError:
+        return summary
+
+
 def cell_flops(cell: Cell) -> dict:
     """GFLOPs per image of one pretraining step of the cell's model: ``train``, ``forward``, ``encoder``."""
     import torch
@@ -317,7 +329,7 @@ def _run_cell(cell, scale, store, work_dir, evaluations, record, *, data_root, s
         method=cell.value.method, seed=cell.seed, pretrained=cell.value.pretrain, max_iters=cell.max_iters,
         config=os.path.relpath(cell.config_path, REPO) if cell.config_path.startswith(str(REPO)) else cell.config_path,
         options=cell.options, config_text=load_config(cell.config_path, cell.options).pretty_text,
-        pretrain=summary, metrics=metrics, flops_gflops_per_img=cell_flops(cell), code_version=code_version(),
+        pretrain=_portable(summary), metrics=metrics, flops_gflops_per_img=cell_flops(cell), code_version=code_version(),
         host=dict(machine=platform.machine(), cpus=os.cpu_count()),
         finished=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
         driver_seconds=round(time.perf_counter() - start, 1) + (record or {}).get('driver_seconds', 0.0))

@@ -102,23 +102,26 @@ def _spearman(xs: list[float], ys: list[float]) -> float | None:
 
 
 def check_line(rows: list[Row], metric: str = 'lin') -> str:
-    """Does the paper's direction show? Best rows, our spread across rows vs across seeds, rank agreement."""
+    """Does the paper's direction show? Best rows, our spread across rows vs across seeds, rank agreement.
+    Every probe column of ours is compared with the paper's linear probe, ``ft`` with its fine-tuning."""
+    paper_metric = 'ft' if metric == 'ft' else 'lin'
     pairs = [(row, row.mean_std(metric)) for row in rows]
     ours = [(row, ms) for row, ms in pairs if ms is not None]
     if not ours:
-        return f'Check ({metric}): no results yet.'
-    paper_rows = [row for row in rows if getattr(row.value.paper, metric) is not None]
+        return f'Check ({METRIC_NAMES.get(metric, metric)}): no results yet.'
+    paper_rows = [row for row in rows if getattr(row.value.paper, paper_metric) is not None]
     parts = []
     if paper_rows:
-        best_paper = max(paper_rows, key=lambda r: getattr(r.value.paper, metric))
-        parts.append(f'paper best at {best_paper.value.label}')
+        best_paper = max(paper_rows, key=lambda r: getattr(r.value.paper, paper_metric))
+        parts.append(f'paper {paper_metric} best at {best_paper.value.label}')
     best = max(ours, key=lambda p: p[1][0])
     parts.append(f'ours best at {best[0].value.label}')
     means = [ms[0] for _, ms in ours]
     parts.append(f'our rows span {max(means) - min(means):.2f} points')
     stds = [ms[1] for _, ms in ours if ms[2] > 1]
     parts.append(f'mean seed std {statistics.fmean(stds):.2f}' if stds else 'one seed (no spread yet)')
-    both = [(getattr(row.value.paper, metric), ms[0]) for row, ms in ours if getattr(row.value.paper, metric)]
+    both = [(getattr(row.value.paper, paper_metric), ms[0]) for row, ms in ours
+            if getattr(row.value.paper, paper_metric)]
     rho = _spearman([p for p, _ in both], [o for _, o in both])
     if rho is not None:
         parts.append(f'rank correlation with the paper over {len(both)} rows {rho:+.2f}')
