@@ -159,11 +159,13 @@ def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, lis
     if listing:
         print(f'{len(cells)} cells at scale {scale.name!r}, evaluations {", ".join(evaluations)}; '
               f'times estimated at {source}:')
-        print(f'  {"cell":<34} {"key":<16} {"train GFLOPs/img":>16} {"pretrain":>9} {"eval":>8}  status')
+        unit = 'GPU' if scale.cfg.get('device_tflops') else 'machine'
+        times = 'on one GPU' if unit == 'GPU' else 'on this machine'
+        print(f'  {"cell":<34} {"key":<16} {"train GFLOPs/img":>16} {"pretrain":>9} {"eval":>8}  status '
+              f'(times {times})')
         for cell, est, done in rows:
             print(f'  {cell.name:<34} {cell.key:<16} {est.train_gflops:>16.4g} {format_duration(est.pretrain_s):>9}'
                   f' {format_duration(est.eval_s):>8}  {"done" if done else "to run"}')
-        unit = 'GPU' if scale.cfg.get('device_tflops') else 'machine'
         print(f'to run: {todo} cells, about {todo_s / 3600:.1f} {unit}-hours')
     return todo_s / todo if todo else None
 

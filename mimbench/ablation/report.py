@@ -137,7 +137,8 @@ def _cost(rows: list[Row]) -> tuple[int, float, float]:
             seen.add(r['key'])
             pre = r.get('pretrain') or {}
             cpu += pre.get('cpu_seconds') or 0.0
-            wall += (pre.get('wall_seconds') or 0.0) + sum(m.get('wall_time_s', 0.0) for m in r['metrics'].values())
+            wall += ((pre.get('wall_seconds') or 0.0) + r.get('extract_seconds', 0.0)
+                     + sum(m.get('wall_time_s', 0.0) for m in r['metrics'].values()))
     return len(seen), cpu / 3600, wall / 3600
 
 
