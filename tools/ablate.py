@@ -145,13 +145,13 @@ def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, lis
     """Build every cell (bad values fail here) and estimate; print the list when ``listing``. Returns the
     mean estimated seconds per cell still to run."""
     from mimbench.ablation.estimate import device_gflops, estimate_cell
+    from mimbench.ablation.execute import missing_evaluations
     rate, source = device_gflops(scale)
     todo_s, todo = 0.0, 0
     rows = []
     for cell in cells:
         est = estimate_cell(cell, scale, evaluations, rate)
-        record = store.get(cell.key)
-        done = record is not None and all(n in record['metrics'] for n in evaluations)
+        done = not missing_evaluations(store.get(cell.key), scale, evaluations)
         if not done:
             todo_s += est.total_s
             todo += 1
