@@ -122,3 +122,24 @@ def test_the_visualize_tool_writes_a_png_with_the_caption(tmp_path, capsys):
     assert (tmp_path / 'recon.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert rec.original.shape == (2, 3, 16, 16)
     assert 'ground-truth mean and variance' in capsys.readouterr().out
+
+
+def test_training_curves_read_across_a_resume_and_plot(tmp_path):
+    """A resumed run logs into a second timestamped folder; its records replace the first run's from the resume
+    iteration on, and the curve is drawn from the merged list."""
+    from mimbench.analysis.curves import plot_curves, read_scalars
+    import json
+    first, second = tmp_path / '20260101_000000/vis_data', tmp_path / '20260101_010000/vis_data'
+    first.mkdir(parents=True)
+    second.mkdir(parents=True)
+    lines = lambda rows: '\n'.join(json.dumps(r) for r in rows) + '\n'  # noqa: E731
+    (first / 'scalars.json').write_text(lines([dict(iter=10, loss=2.0, lr=1e-3), dict(iter=20, loss=1.5, lr=1e-3),
+                                               dict(iter=30, loss=9.9, lr=1e-3)]))
+    (second / 'scalars.json').write_text(lines([dict(iter=30, loss=1.2, lr=9e-4), dict(coco_eval=1.0),
+                                                dict(iter=40, loss=1.0, lr=8e-4)]))
+    records = read_scalars(tmp_path)
+    assert [(r['iter'], r['loss']) for r in records] == [(10, 2.0), (20, 1.5), (30, 1.2), (40, 1.0)]
+    out = plot_curves(records, tmp_path / 'curves' / 'loss.png', title='tiny')
+    assert out.read_bytes()[:4] == b'\x89PNG'
+    with pytest.raises(FileNotFoundError, match='vis_data'):
+        read_scalars(tmp_path / 'curves')

@@ -10,9 +10,7 @@ then, anywhere timm is installed (the line to use is printed):
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
@@ -21,6 +19,7 @@ import torch  # noqa: E402
 
 from mimbench.evaluation.encoder import EncoderMismatchError, load_encoder  # noqa: E402
 from mimbench.evaluation.export import export_payload, timm_create_call  # noqa: E402
+from mimbench.fileio import atomic_path  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -40,15 +39,8 @@ def main(argv=None) -> dict:
         sys.exit(f'error: {err}')
     payload = export_payload(loaded.encoder, loaded.checkpoint)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f'.{out.name}.', suffix='.tmp')
-    os.close(fd)
-    try:
+    with atomic_path(out) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     meta = payload['meta']
     print(f'wrote {len(payload["state_dict"])} encoder tensors of {loaded.checkpoint} to {out}; load with\n'
           f'  {timm_create_call(meta["timm_model"], meta["timm_kwargs"], str(out))}')

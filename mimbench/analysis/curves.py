@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mimbench.fileio import atomic_path
+
 
 def find_scalars(work_dir: str | Path) -> Path:
     """The newest ``<timestamp>/vis_data/scalars.json`` that mmengine's LocalVisBackend wrote in ``work_dir``.
@@ -22,6 +24,7 @@ def read_scalars(work_dir: str | Path) -> list[dict]:
 
     When a run was resumed, later records of the same iteration replace earlier ones.
     """
+    find_scalars(work_dir)   # a work dir without any scalars file is named as such, not as "no records"
     by_iter: dict[int, dict] = {}
     for path in sorted(Path(work_dir).glob('*/vis_data/scalars.json')):
         for line in path.read_text().splitlines():
@@ -55,8 +58,7 @@ def plot_curves(records: list[dict], out: str | Path, title: str = '', keys: tup
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    return out
+    return Path(out)

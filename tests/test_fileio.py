@@ -1,0 +1,34 @@
+"""Atomic writes: a reader sees the old file or the whole new one, never a part, and no temporary is left."""
+import pytest
+
+from mimbench.fileio import atomic_path, read_json, write_json_atomic, write_text_atomic
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / 'table.md'
+    write_text_atomic(target, 'old\n')
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text('half of the new')
+            raise RuntimeError('writer died')
+    assert target.read_text() == 'old\n'
+    assert [p.name for p in tmp_path.iterdir()] == ['table.md']
+
+
+def test_the_temporary_keeps_the_suffix_so_savefig_picks_the_format(tmp_path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig = plt.figure(figsize=(1, 1))
+    with atomic_path(tmp_path / 'plots' / 'curve.png') as tmp:
+        assert tmp.suffix == '.png' and tmp.parent == tmp_path / 'plots'
+        fig.savefig(tmp)
+    plt.close(fig)
+    assert (tmp_path / 'plots' / 'curve.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert len(list((tmp_path / 'plots').iterdir())) == 1
+
+
+def test_json_round_trip_and_missing_file(tmp_path):
+    write_json_atomic(tmp_path / 'r.json', {'b': 1, 'a': [1.5, 'x']})
+    assert read_json(tmp_path / 'r.json') == {'a': [1.5, 'x'], 'b': 1}
+    assert read_json(tmp_path / 'absent.json') is None
