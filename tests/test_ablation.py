@@ -18,7 +18,7 @@ from mimbench.ablation.estimate import estimate_cell
 from mimbench.ablation.report import axis_rows, write_report
 from mimbench.ablation.store import ResultStore
 from mimbench.fileio import read_json, write_json_atomic
-from mimbench.ablation.sweep import Progress, SweepSpec, run_sweep
+from mimbench.ablation.sweep import Outcome, Progress, SweepSpec, run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / 'tests/configs/ablation/tiny.py')
@@ -256,8 +256,13 @@ def test_progress_reports_cells_done_and_an_eta():
     progress = Progress(total=4, already=1, workers=1, estimate_s=600, log=lines.append)
     assert progress.eta() == 1800
     cell = type('C', (), {'name': 'mask_ratio=0.5 seed 0'})()
-    progress.finished(cell, 120.0, {'metrics': {'lin': {'accuracy': 51.234}}})
-    assert lines == ['[2/4] mask_ratio=0.5 seed 0 (2m00s): lin 51.23; ETA 4m00s']
+    progress.finished(Outcome(cell, 'done', 120.0, {'metrics': {'lin': {'accuracy': 51.234}}}))
+    assert lines[-1] == '[2/4] mask_ratio=0.5 seed 0 (2m00s): lin 51.23; ETA 4m00s'
+    # a cell another sweep holds took no time here: it must not pull the ETA down
+    progress.finished(Outcome(cell, 'busy', 0.5, message='skipped, abc is being run by pid 7'))
+    assert lines[-1] == '[3/4] mask_ratio=0.5 seed 0 (0m00s): skipped, abc is being run by pid 7; ETA 2m00s'
+    progress.finished(Outcome(cell, 'failed', 60.0, message='decoder_depth=1 seed 0: KeyError: x'))
+    assert lines[-1] == '[4/4] mask_ratio=0.5 seed 0 (1m00s): FAILED: decoder_depth=1 seed 0: KeyError: x'
 
 
 # ------------------------------------------------------------------------------------------------ reports

@@ -33,6 +33,34 @@ class SweepSpec:
     data_root: str | None = None
 
 
+@dataclass
+class Outcome:
+    """How one cell's attempt ended: ``'done'`` (``record`` holds its record), ``'busy'`` (another sweep holds
+    its lock; not a failure, and says nothing about speed) or ``'failed'`` (``message`` says why)."""
+    cell: Cell
+    status: str
+    seconds: float
+    record: dict | None = None
+    message: str = ''
+
+
+def attempt(spec: SweepSpec, cell: Cell, stream: bool = False, log: Log = print) -> Outcome:
+    """Run ``cell``, turning every way it can end into an :class:`Outcome` (so a worker or cluster job returns
+    instead of raising, and the other cells go on)."""
+    start = time.perf_counter()
+    try:
+        record = run_cell(cell, Scale.load(spec.scale), ResultStore(spec.store), spec.work_root,
+                          spec.evaluations, data_root=spec.data_root, stream=stream, log=log)
+        return Outcome(cell, 'done', time.perf_counter() - start, record)
+    except CellBusy as err:
+        return Outcome(cell, 'busy', time.perf_counter() - start, message=f'skipped, {err}')
+    except CellFailed as err:
+        return Outcome(cell, 'failed', time.perf_counter() - start, message=str(err))
+    except Exception as err:   # noqa: BLE001 - e.g. a config that no longer builds: report it, go on
+        return Outcome(cell, 'failed', time.perf_counter() - start,
+                       message=f'{cell.name}: {type(err).__name__}: {err}')
+
+
 def _done(store: ResultStore, scale: Scale, cell: Cell, evaluations: list[str]) -> bool:
     return not missing_evaluations(store.get(cell.key), scale, evaluations)
 
@@ -58,20 +86,15 @@ class Progress:
         per_cell = sum(self.durations) / len(self.durations) if self.durations else self.estimate_s
         return None if per_cell is None else per_cell * left / self.workers
 
-    def finished(self, cell: Cell, seconds: float, record: dict | None, error: str | None = None) -> None:
+    def finished(self, outcome: Outcome) -> None:
         self.done += 1
-        if not (error or '').startswith('skipped'):     # a cell another sweep runs says nothing about speed
-            self.durations.append(seconds)
+        if outcome.status != 'busy':
+            self.durations.append(outcome.seconds)
         eta = self.eta()
-        what = (error if error.startswith('skipped') else f'FAILED: {error}') if error else ', '.join(
-            f'{k} {v["accuracy"]:.2f}' for k, v in (record or {}).get('metrics', {}).items())
-        self.log(f'[{self.done}/{self.total}] {cell.name} ({format_duration(seconds)}): {what}'
+        what = {'busy': outcome.message, 'failed': f'FAILED: {outcome.message}'}.get(outcome.status) or ', '.join(
+            f'{k} {v["accuracy"]:.2f}' for k, v in (outcome.record or {}).get('metrics', {}).items())
+        self.log(f'[{self.done}/{self.total}] {outcome.cell.name} ({format_duration(outcome.seconds)}): {what}'
                  + (f'; ETA {format_duration(eta)}' if eta is not None and self.done < self.total else ''))
-
-
-def _run_one(spec: SweepSpec, cell: Cell, stream: bool, log: Log = print) -> dict:
-    return run_cell(cell, Scale.load(spec.scale), ResultStore(spec.store), spec.work_root, spec.evaluations,
-                    data_root=spec.data_root, stream=stream, log=log)
 
 
 def _worker_init(threads: int, devices) -> None:
@@ -83,14 +106,9 @@ def _worker_init(threads: int, devices) -> None:
     torch.set_num_threads(threads)
 
 
-def _run_in_worker(spec: SweepSpec, cell: Cell) -> tuple[dict | None, str | None, float]:
-    start = time.perf_counter()
-    try:
-        return _run_one(spec, cell, stream=False, log=lambda msg: None), None, time.perf_counter() - start
-    except CellBusy as err:     # another sweep runs it; not a failure
-        return None, f'skipped, {err}', time.perf_counter() - start
-    except Exception as err:    # noqa: BLE001 - reported by the parent; the other cells go on
-        return None, f'{cell.name}: {type(err).__name__}: {err}', time.perf_counter() - start
+def _attempt_quietly(spec: SweepSpec, cell: Cell) -> Outcome:
+    # in a worker or a cluster job, the cell's own log is its work dir's; the parent prints the outcome
+    return attempt(spec, cell, stream=False, log=lambda msg: None)
 
 
 def run_sweep(cells: list[Cell], spec: SweepSpec, *, workers: int = 1, launcher: str = 'local',
@@ -107,32 +125,23 @@ def run_sweep(cells: list[Cell], spec: SweepSpec, *, workers: int = 1, launcher:
     log(f'{len(cells)} cells: {len(cells) - len(todo)} already in {spec.store}, {len(todo)} to run'
         + (f' ({workers} workers)' if workers > 1 and launcher == 'local' else '')
         + (f'; estimated {format_duration(eta)}' if eta and todo else ''))
-    failures = []
     if launcher != 'local':
-        failures = _run_submitit(todo, spec, launcher, slurm or {}, progress, log)
+        outcomes = _run_submitit(todo, spec, launcher, slurm or {}, progress, log)
     elif workers <= 1:
+        outcomes = []
         for cell in todo:
             log(f'cell {cell.name} [{cell.key}]')
-            start = time.perf_counter()
-            try:
-                record, error = _run_one(spec, cell, stream=True, log=log), None
-            except CellBusy as err:
-                record, error = None, f'skipped, {err}'
-            except CellFailed as err:
-                record, error = None, str(err)
-                failures.append(error)
-            except Exception as err:   # noqa: BLE001 - e.g. a config that no longer builds: report, go on
-                record, error = None, f'{cell.name}: {type(err).__name__}: {err}'
-                failures.append(error)
-            progress.finished(cell, time.perf_counter() - start, record, error)
+            outcomes.append(attempt(spec, cell, stream=True, log=log))
+            progress.finished(outcomes[-1])
     else:
-        failures = _run_pool(todo, spec, workers, progress)
+        outcomes = _run_pool(todo, spec, workers, progress)
+    failures = [o.message for o in outcomes if o.status == 'failed']
     if failures:
         log(f'{len(failures)} cells failed; rerun the same command to retry them:\n  ' + '\n  '.join(failures))
     return [r for c in cells if (r := store.get(c.key)) is not None]
 
 
-def _run_pool(todo: list[Cell], spec: SweepSpec, workers: int, progress: Progress) -> list[str]:
+def _run_pool(todo: list[Cell], spec: SweepSpec, workers: int, progress: Progress) -> list[Outcome]:
     import torch
     ctx = get_context('spawn')
     gpus = torch.cuda.device_count()
@@ -147,24 +156,22 @@ def _run_pool(todo: list[Cell], spec: SweepSpec, workers: int, progress: Progres
         return _pool_loop(todo, spec, workers, progress, ctx, threads, devices)
 
 
-def _pool_loop(todo, spec, workers, progress, ctx, threads, devices) -> list[str]:
-    failures = []
+def _pool_loop(todo, spec, workers, progress, ctx, threads, devices) -> list[Outcome]:
+    outcomes = []
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
                              initargs=(threads, devices)) as pool:
-        pending = {pool.submit(_run_in_worker, spec, cell): cell for cell in todo}
+        pending = [pool.submit(_attempt_quietly, spec, cell) for cell in todo]
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
-                cell = pending.pop(future)
-                record, error, seconds = future.result()
-                if error and not error.startswith('skipped'):
-                    failures.append(error)
-                progress.finished(cell, seconds, record, error)
-    return failures
+                pending.remove(future)
+                outcomes.append(future.result())
+                progress.finished(outcomes[-1])
+    return outcomes
 
 
 def _run_submitit(todo: list[Cell], spec: SweepSpec, launcher: str, slurm: dict, progress: Progress,
-                  log: Log) -> list[str]:
+                  log: Log) -> list[Outcome]:
     try:
         import submitit
     except ImportError:
@@ -178,20 +185,20 @@ def _run_submitit(todo: list[Cell], spec: SweepSpec, launcher: str, slurm: dict,
         executor.update_parameters(timeout_min=slurm.get('timeout_min', 60 * 24))
     jobs = {}
     for cell in todo:
-        job = executor.submit(_run_in_worker, spec, cell)
+        job = executor.submit(_attempt_quietly, spec, cell)
         jobs[job] = (cell, time.perf_counter())
         log(f'submitted {cell.name} as job {job.job_id}')
-    failures = []
+    outcomes = []
     while jobs:
         for job in [j for j in jobs if j.done()]:
             cell, start = jobs.pop(job)
             try:
-                record, error, _ = job.result()
+                outcome = job.result()
             except Exception as err:   # the job itself died (node failure, timeout): say so, keep going
-                record, error = None, f'job {job.job_id} for {cell.name}: {err}'
-            if error and not error.startswith('skipped'):
-                failures.append(error)
-            progress.finished(cell, time.perf_counter() - start, record, error)
+                outcome = Outcome(cell, 'failed', time.perf_counter() - start,
+                                  message=f'job {job.job_id} for {cell.name}: {err}')
+            outcomes.append(outcome)
+            progress.finished(outcome)
         if jobs:
             time.sleep(2.0)
-    return failures
+    return outcomes
