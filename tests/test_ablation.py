@@ -81,14 +81,26 @@ def test_the_default_row_of_every_mae_axis_is_one_shared_cell(micro):
         len(get_axis(a).rows(micro.context())) for a, _ in defaults) - (len(defaults) - 1)
 
 
-def test_seed_and_every_config_change_make_a_new_key_but_locations_do_not(micro):
-    a = expand(micro, ['decoder_depth'], 1, ['4'])[0]
-    b = make_cell(micro, get_axis('decoder_depth'), a.value, 1)
-    assert a.key != b.key
-    moved = make_cell(micro, get_axis('decoder_depth'), a.value, 0)
-    moved.options = {**moved.options, 'train_dataloader.dataset.root': '/elsewhere'}
+def test_seed_and_every_config_change_make_a_new_key_but_locations_and_runtime_keys_do_not(micro):
     from mimbench.ablation.cells import cell_key
-    assert cell_key(moved.config(), 0) == a.key
+    a = expand(micro, ['decoder_depth'], 1, ['4'])[0]
+    assert make_cell(micro, get_axis('decoder_depth'), a.value, 1).key != a.key
+
+    def key_with(**options):
+        cell = make_cell(micro, get_axis('decoder_depth'), a.value, 0)
+        cell.options = {**cell.options, **options}
+        cfg = cell.config()
+        return cell_key(cfg, 0)
+
+    # where the data is, how often it logs and saves, how many loader workers, which observing hooks: same cell
+    assert key_with(**{'train_dataloader.dataset.root': '/elsewhere'}) == a.key
+    assert key_with(**{'default_hooks.logger.interval': 1, 'default_hooks.checkpoint.interval': 7,
+                       'train_dataloader.num_workers': 6, 'env_cfg.cudnn_benchmark': True}) == a.key
+    assert key_with(custom_hooks=[dict(type='ThroughputHook'), dict(type='TrainClockHook', interval=5)]) == a.key
+    # what is learned: a new cell
+    assert key_with(**{'optim_wrapper.optimizer.lr': 1e-3}) != a.key
+    assert key_with(**{'train_dataloader.batch_size': 128}) != a.key
+    assert key_with(custom_hooks=[dict(type='ThroughputHook'), dict(type='MomentumTeacherHook')]) != a.key
 
 
 def test_numeric_axes_take_new_values_and_categorical_axes_list_theirs(micro):

@@ -24,6 +24,12 @@ SCALES_DIR = REPO / 'configs' / 'ablation'
 _LOCATION_KEYS = {'root', 'data_root', 'work_dir', 'resume', 'load_from', 'launcher', 'basis_file', 'checkpoint',
                   'filename'}
 _CONTENT_KEYS = {'checkpoint'}
+# Keys that say how a run is watched, saved or fed, not what it learns: also left out, so that a user who logs
+# more often, checkpoints less often or gives the loader more workers on their machine keeps their results.
+_RUNTIME_KEYS = {'default_hooks', 'env_cfg', 'log_processor', 'visualizer', 'log_level', 'num_workers',
+                 'persistent_workers', 'pin_memory', 'prefetch_factor'}
+# Hooks that only observe (throughput, wall clock); a hook that changes training (the CAE teacher) stays.
+_OBSERVER_HOOKS = {'ThroughputHook', 'TrainClockHook'}
 
 
 def repo_path(path: str) -> str:
@@ -109,11 +115,12 @@ def _content_hash(path) -> str | None:
 
 
 def config_identity(cfg: Config) -> dict:
-    """``cfg`` as plain data without location keys: what the cell computes, not where. Files a config reads
-    weights from (a tokenizer checkpoint) are represented by a hash of their content."""
+    """``cfg`` as plain data without location and runtime keys: what the cell computes, not where or how it is
+    watched. Files a config reads weights from (a tokenizer checkpoint) are represented by a hash of their
+    content."""
     def strip(obj):
         if isinstance(obj, dict):
-            out = {k: strip(v) for k, v in obj.items() if k not in _LOCATION_KEYS}
+            out = {k: strip(v) for k, v in obj.items() if k not in _LOCATION_KEYS | _RUNTIME_KEYS}
             for k in _CONTENT_KEYS & obj.keys():
                 if isinstance(obj[k], str):
                     out[f'{k}_sha256'] = _content_hash(obj[k])
@@ -121,7 +128,9 @@ def config_identity(cfg: Config) -> dict:
         if isinstance(obj, (list, tuple)):
             return [strip(v) for v in obj]
         return obj
-    return strip(cfg.to_dict())
+    data = cfg.to_dict()
+    data['custom_hooks'] = [h for h in data.get('custom_hooks', []) if h.get('type') not in _OBSERVER_HOOKS]
+    return strip(data)
 
 
 def cell_key(cfg: Config, seed: int, pretrain: bool = True, **run) -> str:
