@@ -263,6 +263,16 @@ def test_cells_run_as_submitit_jobs(tiny, tmp_path):
     assert list((tmp_path / 'work' / 'submitit').rglob('*_result.pkl'))
 
 
+def test_a_dry_run_on_a_busy_machine_says_its_times_are_too_long(monkeypatch):
+    from mimbench.ablation import estimate
+    monkeypatch.setattr(estimate.os, 'cpu_count', lambda: 2)
+    monkeypatch.setattr(estimate.os, 'getloadavg', lambda: (0.4, 0.4, 0.4))
+    assert estimate.busy_note(threads=2) == ''
+    monkeypatch.setattr(estimate.os, 'getloadavg', lambda: (2.9, 2.0, 1.0))
+    assert 'load average 2.9 on 2 cores' in estimate.busy_note(threads=2)
+    assert 'torch uses 1 of 2 cores' in estimate.busy_note(threads=1)
+
+
 def test_progress_reports_cells_done_and_an_eta():
     lines = []
     progress = Progress(total=4, already=1, workers=1, estimate_s=600, log=lines.append)

@@ -8,6 +8,7 @@ measured ones in the scale config (they barely depend on the model at a given wi
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -38,7 +39,23 @@ def device_gflops(scale: Scale) -> tuple[float, str]:
         return scale.cfg.device_tflops * 1e3 * eff, f'{scale.cfg.device_tflops} TFLOP/s assumed per GPU'
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     rate = matmul_gflops(repeats=3, device=device)
-    return rate * eff, f'{eff:.0%} of this machine\'s measured {rate:.0f} GFLOP/s {device} matmul rate (fp32)'
+    source = f'{eff:.0%} of this machine\'s measured {rate:.0f} GFLOP/s {device} matmul rate (fp32)'
+    if device == 'cpu':
+        source += busy_note(torch.get_num_threads())
+    return rate * eff, source
+
+
+def busy_note(threads: int) -> str:
+    """A warning for the estimate's header when the rate was measured beside other work or on fewer threads
+    than the machine has: either makes the rate low and every time estimate too long."""
+    cores = os.cpu_count() or 1
+    load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else 0.0
+    notes = []
+    if load > 0.5 * cores:
+        notes.append(f'load average {load:.1f} on {cores} cores: other work slowed the measurement')
+    if threads < cores:
+        notes.append(f'torch uses {threads} of {cores} cores (OMP_NUM_THREADS?)')
+    return f' [{"; ".join(notes)}: the times below are too long for an idle run]' if notes else ''
 
 
 def build_cell_model(cell: Cell):
