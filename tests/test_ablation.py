@@ -381,6 +381,7 @@ def test_the_check_line_compares_any_probe_column_with_the_papers_linear_probe(t
     from mimbench.ablation.report import check_line
     rows = axis_rows(tiny, get_axis('decoder_depth'), _fixture_store(tiny, tmp_path))
     line = check_line(rows, 'knn')
-    assert line.startswith('Check (kNN): paper lin best at 8; ours best at 8;')
+    assert line.startswith('Check (kNN): paper lin best at 8; ours best at 8 (of the 4 of 5 rows measured);')
     assert 'rank correlation with the paper over 4 rows' in line
-    assert check_line(rows, 'lin_mean') == 'Check (lin (mean-pool)): no results yet.'
+    assert check_line(rows, 'lin_mean') == 'Check (lin (mean-pool)): 0 of 5 rows measured, nothing to compare yet.'
+    assert check_line(rows[:1] + [rows[-1]], 'lin') == 'Check (lin): 1 of 2 rows measured, nothing to compare yet.'

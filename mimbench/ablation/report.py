@@ -107,15 +107,17 @@ def check_line(rows: list[Row], metric: str = 'lin') -> str:
     paper_metric = 'ft' if metric == 'ft' else 'lin'
     pairs = [(row, row.mean_std(metric)) for row in rows]
     ours = [(row, ms) for row, ms in pairs if ms is not None]
-    if not ours:
-        return f'Check ({METRIC_NAMES.get(metric, metric)}): no results yet.'
+    name = METRIC_NAMES.get(metric, metric)
+    if len(ours) < 2:
+        return f'Check ({name}): {len(ours)} of {len(rows)} rows measured, nothing to compare yet.'
     paper_rows = [row for row in rows if getattr(row.value.paper, paper_metric) is not None]
     parts = []
     if paper_rows:
         best_paper = max(paper_rows, key=lambda r: getattr(r.value.paper, paper_metric))
         parts.append(f'paper {paper_metric} best at {best_paper.value.label}')
     best = max(ours, key=lambda p: p[1][0])
-    parts.append(f'ours best at {best[0].value.label}')
+    measured = f' (of the {len(ours)} of {len(rows)} rows measured)' if len(ours) < len(rows) else ''
+    parts.append(f'ours best at {best[0].value.label}{measured}')
     means = [ms[0] for _, ms in ours]
     parts.append(f'our rows span {max(means) - min(means):.2f} points')
     stds = [ms[1] for _, ms in ours if ms[2] > 1]
@@ -125,7 +127,7 @@ def check_line(rows: list[Row], metric: str = 'lin') -> str:
     rho = _spearman([p for p, _ in both], [o for _, o in both])
     if rho is not None:
         parts.append(f'rank correlation with the paper over {len(both)} rows {rho:+.2f}')
-    return f'Check ({METRIC_NAMES.get(metric, metric)}): ' + '; '.join(parts) + '.'
+    return f'Check ({name}): ' + '; '.join(parts) + '.'
 
 
 def _cost(rows: list[Row]) -> tuple[int, float, float]:
