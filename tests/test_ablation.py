@@ -101,6 +101,9 @@ def test_seed_and_every_config_change_make_a_new_key_but_locations_and_runtime_k
     assert key_with(**{'optim_wrapper.optimizer.lr': 1e-3}) != a.key
     assert key_with(**{'train_dataloader.batch_size': 128}) != a.key
     assert key_with(custom_hooks=[dict(type='ThroughputHook'), dict(type='MomentumTeacherHook')]) != a.key
+    assert key_with(**{'default_hooks.param_scheduler': None}) != a.key      # the lr would stay constant
+    assert key_with(**{'default_hooks.ema': dict(type='EMAHook', momentum=1e-4)}) != a.key
+    assert key_with(custom_hooks=None) == key_with(custom_hooks=[])
 
 
 def test_numeric_axes_take_new_values_and_categorical_axes_list_theirs(micro):
@@ -254,6 +257,21 @@ def test_two_workers_run_cells_in_parallel_processes(tiny, tmp_path):
     assert {r['key'] for r in records} == {c.key for c in cells}
 
 
+def _worker_dies(spec, cell):
+    os._exit(3)   # as an out-of-memory kill would: no exception, no result
+
+
+def test_a_worker_process_that_dies_fails_its_cells_by_name_and_the_sweep_reports_it(tiny, tmp_path, monkeypatch):
+    import mimbench.ablation.sweep as sweep
+    monkeypatch.setattr(sweep, '_attempt_quietly', _worker_dies)
+    cells = expand(tiny, ['decoder_depth'], 1, ['1', '2'])
+    lines = []
+    assert run_sweep(cells, _spec(tmp_path), workers=2, log=lines.append) == []
+    assert '2 cells failed' in lines[-1]
+    for cell in cells:
+        assert any(cell.name in line and 'FAILED' in line and 'worker died' in line for line in lines)
+
+
 @pytest.mark.slow
 def test_cells_run_as_submitit_jobs(tiny, tmp_path):
     cells = expand(tiny, ['decoder_depth'], 1, ['1'])
@@ -265,12 +283,16 @@ def test_cells_run_as_submitit_jobs(tiny, tmp_path):
 
 def test_a_dry_run_on_a_busy_machine_says_its_times_are_too_long(monkeypatch):
     from mimbench.ablation import estimate
+    monkeypatch.setattr(estimate.os, 'sched_getaffinity', lambda pid: {0, 1}, raising=False)
     monkeypatch.setattr(estimate.os, 'cpu_count', lambda: 2)
-    monkeypatch.setattr(estimate.os, 'getloadavg', lambda: (0.4, 0.4, 0.4))
+    monkeypatch.setattr(estimate.os, 'getloadavg', lambda: (0.4, 0.4, 0.4), raising=False)
+    monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
     assert estimate.busy_note(threads=2) == ''
-    monkeypatch.setattr(estimate.os, 'getloadavg', lambda: (2.9, 2.0, 1.0))
+    monkeypatch.setattr(estimate.os, 'getloadavg', lambda: (2.9, 2.0, 1.0), raising=False)
     assert 'load average 2.9 on 2 cores' in estimate.busy_note(threads=2)
-    assert 'torch uses 1 of 2 cores' in estimate.busy_note(threads=1)
+    monkeypatch.setattr(estimate.os, 'getloadavg', lambda: (0.1, 0.1, 0.1), raising=False)
+    monkeypatch.setenv('OMP_NUM_THREADS', '1')
+    assert 'OMP_NUM_THREADS=1 lets torch use 1 of 2 cores' in estimate.busy_note(threads=1)
 
 
 def test_progress_reports_cells_done_and_an_eta():
@@ -381,7 +403,7 @@ def test_the_check_line_compares_any_probe_column_with_the_papers_linear_probe(t
     from mimbench.ablation.report import check_line
     rows = axis_rows(tiny, get_axis('decoder_depth'), _fixture_store(tiny, tmp_path))
     line = check_line(rows, 'knn')
-    assert line.startswith('Check (kNN): paper lin best at 8; ours best at 8 (of the 4 of 5 rows measured);')
+    assert line.startswith('Check (kNN): paper lin best at 8; ours best at 8; 4 of 5 rows measured;')
     assert 'rank correlation with the paper over 4 rows' in line
     assert check_line(rows, 'lin_mean') == 'Check (lin (mean-pool)): 0 of 5 rows measured, nothing to compare yet.'
     assert check_line(rows[:1] + [rows[-1]], 'lin') == 'Check (lin): 1 of 2 rows measured, nothing to compare yet.'

@@ -24,12 +24,17 @@ SCALES_DIR = REPO / 'configs' / 'ablation'
 _LOCATION_KEYS = {'root', 'data_root', 'work_dir', 'resume', 'load_from', 'launcher', 'basis_file', 'checkpoint',
                   'filename'}
 _CONTENT_KEYS = {'checkpoint'}
-# Keys that say how a run is watched, saved or fed, not what it learns: also left out, so that a user who logs
-# more often, checkpoints less often or gives the loader more workers on their machine keeps their results.
-_RUNTIME_KEYS = {'default_hooks', 'env_cfg', 'log_processor', 'visualizer', 'log_level', 'num_workers',
-                 'persistent_workers', 'pin_memory', 'prefetch_factor'}
-# Hooks that only observe (throughput, wall clock); a hook that changes training (the CAE teacher) stays.
-_OBSERVER_HOOKS = {'ThroughputHook', 'TrainClockHook'}
+# Keys that say how a run is watched or fed, not what it learns: also left out, so that a user who logs more
+# often or gives the loader more workers on their machine keeps their results. (Loader workers draw the
+# augmentations from other random streams: a rerun with another worker count is another sample of the same
+# cell, not a bit-identical copy; the record keeps the config it ran with.)
+_RUNTIME_KEYS = {'env_cfg', 'log_processor', 'visualizer', 'log_level', 'num_workers', 'persistent_workers',
+                 'pin_memory', 'prefetch_factor'}
+# Hooks that only watch or save (logging, timing, checkpoints, throughput, wall clock), in default_hooks or
+# custom_hooks. Every other hook stays in the identity, settings and all: the lr scheduler hook (set to None it
+# would leave the lr unscheduled), an EMA hook, the CAE teacher's momentum hook.
+_OBSERVER_HOOKS = {'LoggerHook', 'IterTimerHook', 'CheckpointHook', 'RuntimeInfoHook', 'ThroughputHook',
+                   'TrainClockHook'}
 
 
 def repo_path(path: str) -> str:
@@ -129,8 +134,15 @@ def config_identity(cfg: Config) -> dict:
             return [strip(v) for v in obj]
         return obj
     data = cfg.to_dict()
-    data['custom_hooks'] = [h for h in data.get('custom_hooks', []) if h.get('type') not in _OBSERVER_HOOKS]
+    if isinstance(data.get('default_hooks'), dict):
+        data['default_hooks'] = {k: h for k, h in data['default_hooks'].items() if not _is_observer(h)}
+    data['custom_hooks'] = [h for h in data.get('custom_hooks') or [] if not _is_observer(h)]   # None = none
     return strip(data)
+
+
+def _is_observer(hook) -> bool:
+    kind = hook.get('type') if isinstance(hook, dict) else None
+    return getattr(kind, '__name__', kind) in _OBSERVER_HOOKS
 
 
 def cell_key(cfg: Config, seed: int, pretrain: bool = True, **run) -> str:

@@ -112,7 +112,8 @@ def write_cell_config(cell: Cell, work_dir: Path, clock_interval: int | None = N
     """Dump the cell's resolved pretraining config (plus the training clock) to ``work_dir/cell_config.py``."""
     cfg = cell.config()
     interval = clock_interval or cfg.default_hooks.checkpoint.interval
-    hooks = [h for h in cfg.get('custom_hooks', []) if h.get('type') != 'TrainClockHook']
+    hooks = [h for h in cfg.get('custom_hooks') or []
+             if not (isinstance(h, dict) and h.get('type') == 'TrainClockHook')]
     cfg.custom_hooks = hooks + [dict(type='TrainClockHook', interval=interval)]
     path = work_dir / 'cell_config.py'
     work_dir.mkdir(parents=True, exist_ok=True)
