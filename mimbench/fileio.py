@@ -15,9 +15,10 @@ from typing import Iterator
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; when the block ends without error, move it onto ``path``.
 
-    For writers that want a file name (``torch.save``, ``fig.savefig``). The temporary name keeps the target's
-    suffix because matplotlib picks the image format from it. On error the temporary file is removed and the
-    old ``path`` is left as it was.
+    For writers that want a file name (``torch.save``, ``fig.savefig``); the writer must have closed the file
+    when the block ends. The temporary name keeps the target's suffix because matplotlib picks the image format
+    from it. The file gets the mode a plain ``open`` would give (mkstemp's is owner-only). On error the
+    temporary file is removed and the old ``path`` is left as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -25,12 +26,22 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
-        with open(tmp, 'rb') as f:
-            os.fsync(f.fileno())
+        fd = os.open(tmp, os.O_RDWR)   # Windows flushes only through a handle with write access
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)   # the only way to read it is to set it
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

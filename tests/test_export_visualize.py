@@ -141,5 +141,6 @@ def test_training_curves_read_across_a_resume_and_plot(tmp_path):
     assert [(r['iter'], r['loss']) for r in records] == [(10, 2.0), (20, 1.5), (30, 1.2), (40, 1.0)]
     out = plot_curves(records, tmp_path / 'curves' / 'loss.png', title='tiny')
     assert out.read_bytes()[:4] == b'\x89PNG'
+    assert plot_curves(records, tmp_path / 'curves' / 'bare') == tmp_path / 'curves' / 'bare.png'   # as savefig
     with pytest.raises(FileNotFoundError, match='vis_data'):
         read_scalars(tmp_path / 'curves')

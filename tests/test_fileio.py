@@ -32,3 +32,13 @@ def test_json_round_trip_and_missing_file(tmp_path):
     write_json_atomic(tmp_path / 'r.json', {'b': 1, 'a': [1.5, 'x']})
     assert read_json(tmp_path / 'r.json') == {'a': [1.5, 'x'], 'b': 1}
     assert read_json(tmp_path / 'absent.json') is None
+
+
+def test_written_files_get_the_usual_mode_not_mkstemps_owner_only(tmp_path):
+    import os
+    mask = os.umask(0o022)
+    try:
+        path = write_text_atomic(tmp_path / 'a.md', 'x')
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644

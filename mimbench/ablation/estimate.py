@@ -46,15 +46,19 @@ def device_gflops(scale: Scale) -> tuple[float, str]:
 
 
 def busy_note(threads: int) -> str:
-    """A warning for the estimate's header when the rate was measured beside other work or on fewer threads
-    than the machine has: either makes the rate low and every time estimate too long."""
-    cores = os.cpu_count() or 1
-    load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else 0.0
+    """A warning for the estimate's header when the rate was measured beside other work or with threads
+    capped by OMP_NUM_THREADS: either makes the rate low and every time estimate too long."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):   # not on Windows
+        load = 0.0
     notes = []
     if load > 0.5 * cores:
         notes.append(f'load average {load:.1f} on {cores} cores: other work slowed the measurement')
-    if threads < cores:
-        notes.append(f'torch uses {threads} of {cores} cores (OMP_NUM_THREADS?)')
+    capped = os.environ.get('OMP_NUM_THREADS', '')
+    if capped.isdigit() and int(capped) < cores:
+        notes.append(f'OMP_NUM_THREADS={capped} lets torch use {threads} of {cores} cores')
     return f' [{"; ".join(notes)}: the times below are too long for an idle run]' if notes else ''
 
 

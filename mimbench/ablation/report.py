@@ -116,8 +116,9 @@ def check_line(rows: list[Row], metric: str = 'lin') -> str:
         best_paper = max(paper_rows, key=lambda r: getattr(r.value.paper, paper_metric))
         parts.append(f'paper {paper_metric} best at {best_paper.value.label}')
     best = max(ours, key=lambda p: p[1][0])
-    measured = f' (of the {len(ours)} of {len(rows)} rows measured)' if len(ours) < len(rows) else ''
-    parts.append(f'ours best at {best[0].value.label}{measured}')
+    parts.append(f'ours best at {best[0].value.label}')
+    if len(ours) < len(rows):
+        parts.append(f'{len(ours)} of {len(rows)} rows measured')
     means = [ms[0] for _, ms in ours]
     parts.append(f'our rows span {max(means) - min(means):.2f} points')
     stds = [ms[1] for _, ms in ours if ms[2] > 1]
@@ -230,10 +231,11 @@ def plot_axes(items: list[tuple[Axis, list[Row]]], path: str | Path, scale: Scal
         paper_scale = PAPER_ENCODER_WIDTH / width if axis.name == 'decoder_width' and width else 1.0
         plot_rows(axis, rows, ax_ours, ax_paper, paper_scale)
     fig.tight_layout()
+    path = Path(path) if Path(path).suffix else Path(path).with_suffix('.png')   # as savefig would name it
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    return Path(path)
+    return path
 
 
 def write_report(scale: Scale, names: list[str], store: ResultStore, out_dir: str | Path,

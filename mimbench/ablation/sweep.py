@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
+from typing import Literal
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -38,7 +39,7 @@ class Outcome:
     """How one cell's attempt ended: ``'done'`` (``record`` holds its record), ``'busy'`` (another sweep holds
     its lock; not a failure, and says nothing about speed) or ``'failed'`` (``message`` says why)."""
     cell: Cell
-    status: str
+    status: Literal['done', 'busy', 'failed']
     seconds: float
     record: dict | None = None
     message: str = ''
@@ -160,13 +161,18 @@ def _pool_loop(todo, spec, workers, progress, ctx, threads, devices) -> list[Out
     outcomes = []
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
                              initargs=(threads, devices)) as pool:
-        pending = [pool.submit(_attempt_quietly, spec, cell) for cell in todo]
+        pending = {pool.submit(_attempt_quietly, spec, cell): (cell, time.perf_counter()) for cell in todo}
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
-                pending.remove(future)
-                outcomes.append(future.result())
-                progress.finished(outcomes[-1])
+                cell, start = pending.pop(future)
+                try:
+                    outcome = future.result()
+                except Exception as err:   # the worker process itself died (out of memory, killed)
+                    outcome = Outcome(cell, 'failed', time.perf_counter() - start,
+                                      message=f'{cell.name}: worker died: {type(err).__name__}: {err}')
+                outcomes.append(outcome)
+                progress.finished(outcome)
     return outcomes
 
 

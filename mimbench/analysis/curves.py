@@ -58,7 +58,8 @@ def plot_curves(records: list[dict], out: str | Path, title: str = '', keys: tup
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
+    out = Path(out) if Path(out).suffix else Path(out).with_suffix('.png')   # as savefig would name it
     with atomic_path(out) as tmp:
         fig.savefig(tmp)
     plt.close(fig)
-    return Path(out)
+    return out
