@@ -407,3 +407,23 @@ def test_the_check_line_compares_any_probe_column_with_the_papers_linear_probe(t
     assert 'rank correlation with the paper over 4 rows' in line
     assert check_line(rows, 'lin_mean') == 'Check (lin (mean-pool)): 0 of 5 rows measured, nothing to compare yet.'
     assert check_line(rows[:1] + [rows[-1]], 'lin') == 'Check (lin): 1 of 2 rows measured, nothing to compare yet.'
+
+
+def test_the_status_page_lists_every_table_with_its_progress_and_links_only_existing_files(tiny, tmp_path):
+    from mimbench.ablation.report import write_status
+    store = _fixture_store(tiny, tmp_path)
+    write_report(tiny, ['decoder_depth', 'decoder_width'], store, tmp_path / 'out')
+    text = write_status(tiny, store, tmp_path / 'out').read_text()
+    assert (tmp_path / 'out' / 'ablation_status_tiny.md').is_file()
+    rows = {line.split(' | ')[0].lstrip('| '): line.split(' | ') for line in text.splitlines()
+            if line.startswith('| ') and 'MAE' in line or line.startswith('| CAE')}
+    assert len(rows) == len(AXES)
+    depth = rows['Decoder depth (MAE Table 1a)']
+    assert depth[1:4] == ['[decoder_tiny.md](decoder_tiny.md)', '4 / 5', '7 / 5']   # tiny plans 1 seed
+    assert depth[5].startswith('paper lin best at 8; ours best at 8; 4 of 5 rows measured;')
+    # the default cell (depth 1 here) is a row of every MAE table; its table file does not exist yet
+    assert rows['Mask sampling (MAE Table 1f)'][1:4] == ['-', '1 / 4', '2 / 4']
+    assert rows['CAE teacher momentum'][4:] == ['0.00', 'not run |']
+    assert rows['Method (ViT-L/16, ImageNet-1K; MAE Table 3, CAE)'][5].startswith(
+        "not available: scale 'tiny' has no method 'beit'")
+    assert f'Total: {len(store.records())} distinct cells' in text

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from mimbench.ablation.axes import AXES, SPECIAL_AXES, AblationError  # noqa: E402
 from mimbench.ablation.cells import Scale, expand  # noqa: E402
-from mimbench.ablation.report import GROUPS, write_report  # noqa: E402
+from mimbench.ablation.report import GROUPS, write_report, write_status  # noqa: E402
 from mimbench.ablation.store import ResultStore  # noqa: E402
 from mimbench.engine.runner import load_config  # noqa: E402
 from mimbench.ablation.sweep import LAUNCHERS, SweepSpec, format_duration, run_sweep  # noqa: E402
@@ -107,6 +107,7 @@ def main(argv=None) -> None:
             report_names = [n for n in names if n != 'speed'] or sorted(stored, key=list(AXES).index)
             for path in write_report(scale, report_names, store, args.results):
                 print(f'wrote {path}')
+            print(f'wrote {write_status(scale, store, args.results)}')
             return
         if 'speed' in names:
             run_speed(scale, args)
@@ -137,6 +138,7 @@ def main(argv=None) -> None:
         # the tables always show every row of the axis (--values only chose what to run)
         for path in write_report(scale, names, store, args.results):
             print(f'wrote {path}')
+        print(f'wrote {write_status(scale, store, args.results)}')
     except AblationError as err:
         sys.exit(f'error: {err}')
 
