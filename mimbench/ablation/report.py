@@ -11,7 +11,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mimbench.ablation.axes import PAPER_ENCODER_WIDTH, AblationError, Axis, AxisValue, get_axis
+from mimbench.ablation.axes import AXES, PAPER_ENCODER_WIDTH, AblationError, Axis, AxisValue, get_axis
 from mimbench.ablation.cells import Scale, make_cell
 from mimbench.ablation.store import ResultStore
 from mimbench.fileio import atomic_path, write_text_atomic
@@ -245,8 +245,7 @@ def write_report(scale: Scale, names: list[str], store: ResultStore, out_dir: st
     out_dir = Path(out_dir)
     written = []
     for group, axis_names in _files(names):
-        # micro tables are the project's defaults; other scales get their own files beside them
-        file_stem = group if scale.name == 'micro' else f'{group}_{scale.name}'
+        file_stem = _file_stem(scale, group)
         items = [(get_axis(n), axis_rows(scale, get_axis(n), store, values)) for n in axis_names]
         sections = [axis_table(scale, axis, rows, stale_records(scale, axis, store, rows), heading=len(items) > 1)
                     for axis, rows in items]
@@ -266,7 +265,6 @@ def write_report(scale: Scale, names: list[str], store: ResultStore, out_dir: st
 def status_table(scale: Scale, store: ResultStore, out_dir: str | Path | None = None) -> str:
     """Where every table of the scale stands: rows and cells finished, their cost, and the check line; the
     file column links the tables that exist in ``out_dir``."""
-    from mimbench.ablation.axes import AXES
     metric = scale.cfg.get('check_metric', 'lin')
     seeds = int(scale.cfg.get('seeds', 1))
     scale_arg = '' if scale.name == 'micro' else f' --scale {scale.name}'
@@ -277,7 +275,7 @@ def status_table(scale: Scale, store: ResultStore, out_dir: str | Path | None = 
              f'check is on {METRIC_NAMES.get(metric, metric)}.', '',
              '| table | file | rows measured | cells done / planned | CPU-hours | check |',
              '|---|---|---|---|---|---|']
-    keys, cpu_total = set(), 0.0
+    all_rows = []
     for name, axis in AXES.items():
         try:
             rows = axis_rows(scale, axis, store)
@@ -286,20 +284,16 @@ def status_table(scale: Scale, store: ResultStore, out_dir: str | Path | None = 
             continue
         measured = sum(1 for row in rows if row.values(metric))
         done = sum(len(row.records) for row in rows)
+        all_rows += rows
         _, cpu, _ = _cost(rows)
-        for row in rows:
-            for r in row.records:
-                if r['key'] not in keys:
-                    keys.add(r['key'])
-                    cpu_total += ((r.get('pretrain') or {}).get('cpu_seconds') or 0.0) / 3600
-        group = next((g for g, members in GROUPS.items() if name in members), name)
-        stem = group if scale.name == 'micro' else f'{group}_{scale.name}'
+        stem = _file_stem(scale, next((g for g, members in GROUPS.items() if name in members), name))
         check = check_line(rows, metric).split(': ', 1)[1] if done else 'not run'
         exists = out_dir is not None and (Path(out_dir) / f'{stem}.md').is_file()
         link = f'[{stem}.md]({stem}.md)' if exists else '-'
         lines.append(f'| {axis.title} | {link} | {measured} / {len(rows)} | '
                      f'{done} / {len(rows) * seeds} | {cpu:.2f} | {check} |')
-    lines += ['', f'Total: {len(keys)} distinct cells, {cpu_total:.2f} CPU-hours of pretraining (process time).', '']
+    cells, cpu_total, _ = _cost(all_rows)   # _cost counts a cell shared by several tables once
+    lines += ['', f'Total: {cells} distinct cells, {cpu_total:.2f} CPU-hours of pretraining (process time).', '']
     return '\n'.join(lines)
 
 
@@ -307,6 +301,11 @@ def write_status(scale: Scale, store: ResultStore, out_dir: str | Path) -> Path:
     """``<out_dir>/ablation_status.md`` (other scales: ``ablation_status_<scale>.md``)."""
     stem = 'ablation_status' if scale.name == 'micro' else f'ablation_status_{scale.name}'
     return write_text_atomic(Path(out_dir) / f'{stem}.md', status_table(scale, store, out_dir))
+
+
+def _file_stem(scale: Scale, group: str) -> str:
+    # micro tables are the project's defaults; other scales get their own files beside them
+    return group if scale.name == 'micro' else f'{group}_{scale.name}'
 
 
 def _files(names: list[str]) -> list[tuple[str, tuple[str, ...]]]:
