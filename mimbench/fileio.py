@@ -56,6 +56,21 @@ def write_json_atomic(path: str | os.PathLike, data: dict, indent: int = 1, sort
     return write_text_atomic(path, json.dumps(data, indent=indent, sort_keys=sort_keys, default=str) + '\n')
 
 
+def save_figure(fig, path: str | os.PathLike, **savefig_kwargs) -> Path:
+    """Save a matplotlib figure atomically and close it; returns the path written.
+
+    A path without a suffix gets ``.png``, the name ``savefig`` itself would have used, so the returned path is
+    the file that exists (callers link it from markdown)."""
+    import matplotlib.pyplot as plt
+    path = Path(path) if Path(path).suffix else Path(path).with_suffix('.png')
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, **savefig_kwargs)
+    finally:
+        plt.close(fig)   # a figure left open holds its memory for the life of the process
+    return path
+
+
 def read_json(path: str | os.PathLike) -> dict | None:
     """The JSON object in ``path``, or None when there is no such file."""
     try:

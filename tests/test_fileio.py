@@ -1,7 +1,7 @@
 """Atomic writes: a reader sees the old file or the whole new one, never a part, and no temporary is left."""
 import pytest
 
-from mimbench.fileio import atomic_path, read_json, write_json_atomic, write_text_atomic
+from mimbench.fileio import atomic_path, read_json, save_figure, write_json_atomic, write_text_atomic
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
@@ -42,3 +42,15 @@ def test_written_files_get_the_usual_mode_not_mkstemps_owner_only(tmp_path):
     finally:
         os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_figure_saved_without_suffix_becomes_png_and_is_closed(tmp_path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig = plt.figure()
+    written = save_figure(fig, tmp_path / 'curve')
+    assert written == tmp_path / 'curve.png'
+    assert written.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert not plt.fignum_exists(fig.number)
+    assert save_figure(plt.figure(), tmp_path / 'curve.pdf').read_bytes()[:4] == b'%PDF'

@@ -20,6 +20,7 @@ import torch  # noqa: E402
 from mimbench.data import DatasetError, InMemoryImages  # noqa: E402
 from mimbench.evaluation.encoder import EncoderMismatchError, load_algorithm  # noqa: E402
 from mimbench.evaluation.reconstruction import Reconstruction, reconstruct  # noqa: E402
+from mimbench.fileio import save_figure  # noqa: E402
 from mimbench.registry import DATASETS  # noqa: E402
 
 COLUMNS = ('original', 'masked', 'reconstruction', 'visible pasted back')
@@ -53,7 +54,7 @@ def sample_images(cfg, img_size: int, split: str, num: int, seed: int, data_root
     return torch.stack([dataset[int(i)]['inputs'] for i in idx])
 
 
-def draw(rec: Reconstruction, out: str) -> None:
+def draw(rec: Reconstruction, out: str) -> Path:
     import matplotlib
     matplotlib.use('Agg')  # files only; no display needed
     import matplotlib.pyplot as plt
@@ -73,8 +74,7 @@ def draw(rec: Reconstruction, out: str) -> None:
                 ax.set_title(COLUMNS[c], fontsize=8)
     fig.text(0.5, 0.005, textwrap.fill(rec.caption, 95), ha='center', va='bottom', fontsize=6.5)
     fig.tight_layout(rect=(0, caption_in / height, 1, 1))
-    fig.savefig(out, dpi=150)
-    plt.close(fig)
+    return save_figure(fig, out, dpi=150)
 
 
 def main(argv=None) -> Reconstruction:
@@ -86,9 +86,8 @@ def main(argv=None) -> Reconstruction:
         rec = reconstruct(model, imgs, generator=torch.Generator().manual_seed(args.seed))
     except (DatasetError, EncoderMismatchError, FileNotFoundError, ValueError) as err:
         sys.exit(f'error: {err}')
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    draw(rec, args.out)
-    print(f'wrote {args.out}: {rec.caption}')
+    out = draw(rec, args.out)
+    print(f'wrote {out}: {rec.caption}')
     return rec
 
 

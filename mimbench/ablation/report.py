@@ -14,7 +14,7 @@ from pathlib import Path
 from mimbench.ablation.axes import AXES, PAPER_ENCODER_WIDTH, AblationError, Axis, AxisValue, get_axis
 from mimbench.ablation.cells import Scale, make_cell
 from mimbench.ablation.store import ResultStore
-from mimbench.fileio import atomic_path, write_text_atomic
+from mimbench.fileio import save_figure, write_text_atomic
 
 METRIC_NAMES = dict(ft='ft', lin='lin', lin_mean='lin (mean-pool)', knn='kNN', att='attentive')
 # Axes drawn together: the paper's Table 1a/1b are read as one comparison
@@ -231,11 +231,7 @@ def plot_axes(items: list[tuple[Axis, list[Row]]], path: str | Path, scale: Scal
         paper_scale = PAPER_ENCODER_WIDTH / width if axis.name == 'decoder_width' and width else 1.0
         plot_rows(axis, rows, ax_ours, ax_paper, paper_scale)
     fig.tight_layout()
-    path = Path(path) if Path(path).suffix else Path(path).with_suffix('.png')   # as savefig would name it
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def write_report(scale: Scale, names: list[str], store: ResultStore, out_dir: str | Path,

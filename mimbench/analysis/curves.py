@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mimbench.fileio import atomic_path
+from mimbench.fileio import save_figure
 
 
 def find_scalars(work_dir: str | Path) -> Path:
@@ -58,8 +58,4 @@ def plot_curves(records: list[dict], out: str | Path, title: str = '', keys: tup
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    out = Path(out) if Path(out).suffix else Path(out).with_suffix('.png')   # as savefig would name it
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
