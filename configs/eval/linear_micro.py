@@ -6,12 +6,7 @@
 # batch; scaled down 16x (base lr 0.1) the probe underfits: 44.4% train and test accuracy after 90 epochs on
 # the 20-minute micro MAE's features, against 52.8% train / 51.4% test at lr 6.4, where the training loss
 # has converged (SGD at lr 0.4 converges to the same 51.5%).
-_base_ = ['_base_/cifar10.py']
-protocol = 'linear'
-pool = 'cls'
-optimizer = dict(type='LARS', momentum=0.9, weight_decay=0.0)
+_base_ = ['_base_/cifar10.py', '_base_/linear_recipe.py']
 base_lr = 1.6
 batch_size = 1024
-epochs = 90
-warmup_epochs = 10
 threads = 1    # a probe's operations are too small to split over threads (mimbench.evaluation.probe)

@@ -1,7 +1,5 @@
-# A 3-epoch linear probe on synthetic 16 px images in 4 classes (tests).
-_base_ = ['knn_tiny.py']
-protocol = 'linear'
-optimizer = dict(type='LARS', momentum=0.9, weight_decay=0.0)
+# The linear-probe recipe of every scale, shortened to 3 epochs on synthetic 16 px images in 4 classes (tests).
+_base_ = ['_base_/synthetic.py', '../../../configs/eval/_base_/linear_recipe.py']
 base_lr = 0.1
 batch_size = 32
 epochs = 3
