@@ -12,13 +12,16 @@ from typing import Iterator
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, exclusive: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; when the block ends without error, move it onto ``path``.
 
     For writers that want a file name (``torch.save``, ``fig.savefig``); the writer must have closed the file
     when the block ends. The temporary name keeps the target's suffix because matplotlib picks the image format
     from it. The file gets the mode a plain ``open`` would give (mkstemp's is owner-only). On error the
     temporary file is removed and the old ``path`` is left as it was.
+
+    ``exclusive=True``: the first writer wins. If ``path`` exists when the block ends (another process published
+    it meanwhile), it is left alone and ``FileExistsError`` is raised, so the caller can adopt that file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -32,7 +35,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         finally:
             os.close(fd)
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        if exclusive:
+            os.link(tmp, path)   # unlike a rename, a link fails when the name exists: no window between check and write
+        else:
+            os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

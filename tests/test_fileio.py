@@ -54,3 +54,14 @@ def test_a_figure_saved_without_suffix_becomes_png_and_is_closed(tmp_path):
     assert written.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert not plt.fignum_exists(fig.number)
     assert save_figure(plt.figure(), tmp_path / 'curve.pdf').read_bytes()[:4] == b'%PDF'
+
+
+def test_an_exclusive_write_leaves_a_file_that_appeared_meanwhile_and_says_so(tmp_path):
+    target = tmp_path / 'basis.pth'
+    with atomic_path(target, exclusive=True) as tmp:
+        tmp.write_text('first')
+    with pytest.raises(FileExistsError):
+        with atomic_path(target, exclusive=True) as tmp:
+            tmp.write_text('second')
+    assert target.read_text() == 'first'
+    assert [p.name for p in tmp_path.iterdir()] == ['basis.pth']

@@ -52,6 +52,15 @@ def test_pca_is_fitted_on_the_first_training_batch_saved_and_reused(tmp_path):
     assert 0 < later.kept_variance < first.kept_variance < 1
 
 
+def test_two_runs_started_together_end_up_with_the_basis_saved_first(tmp_path):
+    basis = tmp_path / 'basis.pth'
+    slow = PCATarget(patch_size=4, num_components=8, basis_file=str(basis))   # built before the file exists
+    fast = PCATarget(patch_size=4, num_components=8, basis_file=str(basis)).fit(correlated_patches(seed=1))
+    slow.fit(correlated_patches(seed=2))
+    torch.testing.assert_close(slow.components, fast.components)
+    torch.testing.assert_close(torch.load(basis, weights_only=True)['components'][:8], fast.components)
+
+
 def test_pca_without_a_basis_refuses_to_fit_outside_training():
     with pytest.raises(RuntimeError, match='no basis yet'):
         PCATarget(patch_size=4).eval()(torch.randn(1, 3, 8, 8))

@@ -9,6 +9,7 @@ import torch.distributed as dist
 from mmengine.logging import print_log
 from torch import nn
 
+from mimbench.fileio import atomic_path
 from mimbench.models.patches import patchify
 from mimbench.registry import TARGETS
 from mimbench.targets.pixel import masked_mean
@@ -92,19 +93,28 @@ class PCATarget(nn.Module):
         return float(self.variances.sum() / self.total_variance) if bool(self.fitted) else float('nan')
 
     def fit(self, patches: torch.Tensor) -> 'PCATarget':
-        """Fit the basis on ``patches [N, P]``; rank 0's basis wins under DDP; saved to ``basis_file`` if set."""
+        """Fit the basis on ``patches [N, P]``; rank 0's basis wins under DDP; saved to ``basis_file`` if set.
+
+        If another run saved ``basis_file`` after this target was built (two PCA runs started together), that
+        basis is adopted instead of this fit, so every run configured with the file uses one basis."""
         basis = {k: v.to(self.mean.device) for k, v in fit_pca(patches).items()}
         distributed = dist.is_available() and dist.is_initialized()
+        note = ''
+        if self.basis_file and (not distributed or dist.get_rank() == 0):
+            try:
+                with atomic_path(self.basis_file, exclusive=True) as tmp:
+                    torch.save({k: v.cpu() for k, v in basis.items()}, tmp)
+                note = f'; saved to {self.basis_file}'
+            except FileExistsError:
+                saved = torch.load(self.basis_file, map_location='cpu', weights_only=True)
+                basis = {k: v.to(self.mean.device) for k, v in saved.items()}
+                note = f'; {self.basis_file} appeared meanwhile (another run fitted it first): using that basis'
         if distributed:
             for value in basis.values():
                 dist.broadcast(value, 0)
         self._set_basis(basis, 'the fit')
-        if self.basis_file and (not distributed or dist.get_rank() == 0):
-            os.makedirs(os.path.dirname(os.path.abspath(self.basis_file)), exist_ok=True)
-            torch.save({k: v.cpu() for k, v in basis.items()}, self.basis_file)
         print_log(f'PCA target: fitted on {patches.shape[0]} patches, {self.channels} of {patches.shape[1]} '
-                  f'components keep {self.kept_variance:.1%} of the variance'
-                  + (f'; saved to {self.basis_file}' if self.basis_file else ''), logger='current')
+                  f'components keep {self.kept_variance:.1%} of the variance' + note, logger='current')
         return self
 
     def forward(self, imgs: torch.Tensor) -> torch.Tensor:
