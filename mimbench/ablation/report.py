@@ -104,12 +104,16 @@ def _spearman(xs: list[float], ys: list[float]) -> float | None:
 def check_line(rows: list[Row], metric: str = 'lin') -> str:
     """Does the paper's direction show? Best rows, our spread across rows vs across seeds, rank agreement.
     Every probe column of ours is compared with the paper's linear probe, ``ft`` with its fine-tuning."""
+    return f'Check ({METRIC_NAMES.get(metric, metric)}): {check_summary(rows, metric)}'
+
+
+def check_summary(rows: list[Row], metric: str) -> str:
+    """The body of ``check_line``: one sentence, ending with a full stop."""
     paper_metric = 'ft' if metric == 'ft' else 'lin'
     pairs = [(row, row.mean_std(metric)) for row in rows]
     ours = [(row, ms) for row, ms in pairs if ms is not None]
-    name = METRIC_NAMES.get(metric, metric)
     if len(ours) < 2:
-        return f'Check ({name}): {len(ours)} of {len(rows)} rows measured, nothing to compare yet.'
+        return f'{len(ours)} of {len(rows)} rows measured, nothing to compare yet.'
     paper_rows = [row for row in rows if getattr(row.value.paper, paper_metric) is not None]
     parts = []
     if paper_rows:
@@ -128,7 +132,15 @@ def check_line(rows: list[Row], metric: str = 'lin') -> str:
     rho = _spearman([p for p, _ in both], [o for _, o in both])
     if rho is not None:
         parts.append(f'rank correlation with the paper over {len(both)} rows {rho:+.2f}')
-    return f'Check ({name}): ' + '; '.join(parts) + '.'
+    return '; '.join(parts) + '.'
+
+
+def other_checks(rows: list[Row], metrics: list[str], check_metric: str) -> list[str]:
+    """The check of every other probe column with at least two measured rows, one markdown bullet each: a
+    finding may show in one probe and not another (the micro scale's [cls] and mean-pooled probes differ)."""
+    lines = [f'- {METRIC_NAMES.get(m, m)}: {check_summary(rows, m)}' for m in metrics
+             if m != check_metric and sum(row.mean_std(m) is not None for row in rows) >= 2]
+    return ['The same check on the other probes:', '', *lines, ''] if lines else []
 
 
 def _cost(rows: list[Row]) -> tuple[int, float, float]:
@@ -188,8 +200,10 @@ def axis_table(scale: Scale, axis: Axis, rows: list[Row], stale: int = 0, headin
     if stale:
         note += (f' {stale} stored record{"s" if stale > 1 else ""} of this axis no longer match the current '
                  f'configs (changed since they ran) and are not shown.')
+    check_metric = scale.cfg.get('check_metric', 'lin')
     return '\n'.join([*([f'## {axis.title}', ''] if heading else []), note, '', *lines, '',
-                      f'Paper: {axis.finding}', '', check_line(rows, scale.cfg.get('check_metric', 'lin')), ''])
+                      f'Paper: {axis.finding}', '', check_line(rows, check_metric), '',
+                      *other_checks(rows, metrics, check_metric)])
 
 
 def plot_rows(axis: Axis, rows: list[Row], ax_ours, ax_paper, paper_scale: float = 1.0) -> None:
@@ -283,7 +297,7 @@ def status_table(scale: Scale, store: ResultStore, out_dir: str | Path | None = 
         all_rows += rows
         _, cpu, _ = _cost(rows)
         stem = _file_stem(scale, next((g for g, members in GROUPS.items() if name in members), name))
-        check = check_line(rows, metric).split(': ', 1)[1] if done else 'not run'
+        check = check_summary(rows, metric) if done else 'not run'
         exists = out_dir is not None and (Path(out_dir) / f'{stem}.md').is_file()
         link = f'[{stem}.md]({stem}.md)' if exists else '-'
         lines.append(f'| {axis.title} | {link} | {measured} / {len(rows)} | '
