@@ -4,6 +4,7 @@ file or the whole new one."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -21,7 +22,10 @@ def atomic_path(path: str | os.PathLike, exclusive: bool = False) -> Iterator[Pa
     temporary file is removed and the old ``path`` is left as it was.
 
     ``exclusive=True``: the first writer wins. If ``path`` exists when the block ends (another process published
-    it meanwhile), it is left alone and ``FileExistsError`` is raised, so the caller can adopt that file.
+    it meanwhile), it is left alone and ``FileExistsError`` is raised, so the caller can adopt that file. The
+    publication is a hard link, which fails atomically when the name exists; on a filesystem without hard links
+    (FAT, some FUSE and SMB mounts) it falls back to check-then-rename, which two writers finishing in the same
+    instant can both pass (the later one's file then stands, whole).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -36,12 +40,23 @@ def atomic_path(path: str | os.PathLike, exclusive: bool = False) -> Iterator[Pa
             os.close(fd)
         os.chmod(tmp, 0o666 & ~_umask())
         if exclusive:
-            os.link(tmp, path)   # unlike a rename, a link fails when the name exists: no window between check and write
+            _publish_once(tmp, path)
         else:
             os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _publish_once(tmp: str, path: Path) -> None:
+    try:
+        os.link(tmp, path)   # unlike a rename, a link fails when the name exists: no window between check and write
+    except FileExistsError:
+        raise
+    except OSError:          # no hard links here (EPERM, ENOTSUP, ENOSYS, ...)
+        if path.exists():
+            raise FileExistsError(errno.EEXIST, 'already published', str(path)) from None
+        os.replace(tmp, path)
 
 
 def _umask() -> int:

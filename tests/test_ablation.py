@@ -409,6 +409,15 @@ def test_the_check_line_compares_any_probe_column_with_the_papers_linear_probe(t
     assert check_line(rows[:1] + [rows[-1]], 'lin') == 'Check (lin): 1 of 2 rows measured, nothing to compare yet.'
 
 
+def test_other_columns_are_checked_only_where_two_rows_are_measured(tiny, tmp_path):
+    from mimbench.ablation.report import other_checks
+    rows = axis_rows(tiny, get_axis('decoder_depth'), _fixture_store(tiny, tmp_path))
+    lines = other_checks(rows, ['ft', 'lin', 'knn'], check_metric='lin')
+    assert lines[0] == 'The same check on our other columns:'
+    assert [line.split(':')[0] for line in lines if line.startswith('- ')] == ['- kNN']   # ft: no row measured
+    assert other_checks(rows[:1] + rows[-1:], ['lin', 'knn'], check_metric='lin') == []   # knn: one row measured
+
+
 def test_the_status_page_lists_every_table_with_its_progress_and_links_only_existing_files(tiny, tmp_path):
     from mimbench.ablation.report import write_status
     store = _fixture_store(tiny, tmp_path)

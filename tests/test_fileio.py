@@ -65,3 +65,19 @@ def test_an_exclusive_write_leaves_a_file_that_appeared_meanwhile_and_says_so(tm
             tmp.write_text('second')
     assert target.read_text() == 'first'
     assert [p.name for p in tmp_path.iterdir()] == ['basis.pth']
+
+
+def test_without_hard_links_an_exclusive_write_still_refuses_an_existing_file(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    def no_links(src, dst):
+        raise OSError(errno.ENOTSUP, 'hard links not supported')
+    monkeypatch.setattr(os, 'link', no_links)
+    target = tmp_path / 'basis.pth'
+    with atomic_path(target, exclusive=True) as tmp:
+        tmp.write_text('first')
+    with pytest.raises(FileExistsError):
+        with atomic_path(target, exclusive=True) as tmp:
+            tmp.write_text('second')
+    assert target.read_text() == 'first'

@@ -102,13 +102,14 @@ def _spearman(xs: list[float], ys: list[float]) -> float | None:
 
 
 def check_line(rows: list[Row], metric: str = 'lin') -> str:
-    """Does the paper's direction show? Best rows, our spread across rows vs across seeds, rank agreement.
-    Every probe column of ours is compared with the paper's linear probe, ``ft`` with its fine-tuning."""
+    """``Check (<column>): <check_summary>``."""
     return f'Check ({METRIC_NAMES.get(metric, metric)}): {check_summary(rows, metric)}'
 
 
 def check_summary(rows: list[Row], metric: str) -> str:
-    """The body of ``check_line``: one sentence, ending with a full stop."""
+    """Does the paper's direction show in column ``metric``? Best rows, our spread across rows vs across seeds,
+    rank agreement, as clauses joined by semicolons. Every probe column of ours is compared with the paper's
+    linear probe, ``ft`` with its fine-tuning."""
     paper_metric = 'ft' if metric == 'ft' else 'lin'
     pairs = [(row, row.mean_std(metric)) for row in rows]
     ours = [(row, ms) for row, ms in pairs if ms is not None]
@@ -136,11 +137,11 @@ def check_summary(rows: list[Row], metric: str) -> str:
 
 
 def other_checks(rows: list[Row], metrics: list[str], check_metric: str) -> list[str]:
-    """The check of every other probe column with at least two measured rows, one markdown bullet each: a
+    """The check of every other column of ours with at least two measured rows, one markdown bullet each: a
     finding may show in one probe and not another (the micro scale's [cls] and mean-pooled probes differ)."""
     lines = [f'- {METRIC_NAMES.get(m, m)}: {check_summary(rows, m)}' for m in metrics
              if m != check_metric and sum(row.mean_std(m) is not None for row in rows) >= 2]
-    return ['The same check on the other probes:', '', *lines, ''] if lines else []
+    return ['The same check on our other columns:', '', *lines, ''] if lines else []
 
 
 def _cost(rows: list[Row]) -> tuple[int, float, float]:

@@ -38,10 +38,11 @@ class PCATarget(nn.Module):
     """Per-patch coefficients on the first ``num_components`` principal components of training patches, MSE on
     removed patches only.
 
-    The basis is fitted once: when ``basis_file`` exists it is loaded at construction; otherwise the first
-    training batch this target sees (B * L patches, normalized as the model sees them) is used, and the basis is
-    saved to ``basis_file`` for later runs and tools. The file holds the full decomposition, so configs with
-    different ``num_components`` share it. Under DDP rank 0 fits and saves, and the others receive its basis.
+    The basis is fitted once: when ``basis_file`` exists it is loaded at construction; otherwise it is fitted on
+    the first training batch this target sees (B * L patches, normalized as the model sees them) and saved to
+    ``basis_file`` for later runs and tools, unless another run saved that file first, whose basis is then
+    adopted. The file holds the full decomposition, so configs with different ``num_components`` share it.
+    Under DDP rank 0 fits (or adopts) and saves, and the others receive its basis.
     The basis is also part of the model's state dict, so checkpoints and resumed runs keep it.
 
     Args:
@@ -74,12 +75,15 @@ class PCATarget(nn.Module):
         if basis_file and os.path.isfile(basis_file):
             self._set_basis(torch.load(basis_file, map_location='cpu', weights_only=True), basis_file)
 
-    def _set_basis(self, basis: dict, source: str) -> None:
+    def _check_basis(self, basis: dict, source: str) -> None:
         dim = self.mean.numel()
         if basis['components'].shape[-1] != dim:
             raise ValueError(f'PCA basis {source} is for patches of {basis["components"].shape[-1]} values, this '
                              f'target has {dim} (patch_size={self.patch_size}, in_chans={self.in_chans}); delete '
                              f'the file or set target.basis_file to another path')
+
+    def _set_basis(self, basis: dict, source: str) -> None:
+        self._check_basis(basis, source)
         k = self.channels
         self.mean.copy_(basis['mean'])
         self.components.copy_(basis['components'][:k])
@@ -93,28 +97,30 @@ class PCATarget(nn.Module):
         return float(self.variances.sum() / self.total_variance) if bool(self.fitted) else float('nan')
 
     def fit(self, patches: torch.Tensor) -> 'PCATarget':
-        """Fit the basis on ``patches [N, P]``; rank 0's basis wins under DDP; saved to ``basis_file`` if set.
+        """Fit the basis on ``patches [N, P]`` and save it to ``basis_file`` if set; returns self.
 
         If another run saved ``basis_file`` after this target was built (two PCA runs started together), that
-        basis is adopted instead of this fit, so every run configured with the file uses one basis."""
+        basis is adopted instead of this fit, so every run configured with the file uses one basis. Under DDP
+        rank 0's basis (fitted or adopted) goes to every rank."""
         basis = {k: v.to(self.mean.device) for k, v in fit_pca(patches).items()}
         distributed = dist.is_available() and dist.is_initialized()
-        note = ''
+        source, note = 'the fit', f'fitted on {patches.shape[0]} patches'
         if self.basis_file and (not distributed or dist.get_rank() == 0):
             try:
                 with atomic_path(self.basis_file, exclusive=True) as tmp:
                     torch.save({k: v.cpu() for k, v in basis.items()}, tmp)
-                note = f'; saved to {self.basis_file}'
+                note += f', saved to {self.basis_file}'
             except FileExistsError:
                 saved = torch.load(self.basis_file, map_location='cpu', weights_only=True)
-                basis = {k: v.to(self.mean.device) for k, v in saved.items()}
-                note = f'; {self.basis_file} appeared meanwhile (another run fitted it first): using that basis'
+                source, note = self.basis_file, f'adopted {self.basis_file}, which another run saved first'
+                self._check_basis(saved, source)   # before the broadcast: ranks must receive the shapes they expect
+                basis = {k: saved[k].to(self.mean.device) for k in basis}
         if distributed:
-            for value in basis.values():
-                dist.broadcast(value, 0)
-        self._set_basis(basis, 'the fit')
-        print_log(f'PCA target: fitted on {patches.shape[0]} patches, {self.channels} of {patches.shape[1]} '
-                  f'components keep {self.kept_variance:.1%} of the variance' + note, logger='current')
+            for name in ('mean', 'components', 'variances'):   # a fixed order on every rank
+                dist.broadcast(basis[name], 0)
+        self._set_basis(basis, source)
+        print_log(f'PCA target: {note}; {self.channels} of {patches.shape[1]} components keep '
+                  f'{self.kept_variance:.1%} of the variance', logger='current')
         return self
 
     def forward(self, imgs: torch.Tensor) -> torch.Tensor:
