@@ -179,13 +179,16 @@ def test_training_without_the_momentum_hook_warns():
             cae.loss(torch.randn(2, 3, 16, 16))
 
 
-def _train_tiny_cae(work_dir, momentum):
+def _train_tiny_cae(work_dir, momentum, max_iters=3, updates=None, **options):
     from mimbench.engine.runner import apply_cli, build_runner, load_config
-    cfg = load_config(TINY_CAE, {'model.momentum': momentum})
-    apply_cli(cfg, TINY_CAE, work_dir=str(work_dir), max_iters=3)
+    cfg = load_config(TINY_CAE, {'model.momentum': momentum, **options})
+    apply_cli(cfg, TINY_CAE, work_dir=str(work_dir), max_iters=max_iters)
     cfg.experiment_name = uuid.uuid4().hex
     runner = build_runner(cfg)
     start = {k: v.clone() for k, v in runner.model.encoder.state_dict().items()}
+    if updates is not None:   # record the iteration of every teacher update
+        update = runner.model.momentum_update
+        runner.model.momentum_update = lambda: (updates.append(runner.iter), update())[1]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         runner.train()
@@ -201,6 +204,14 @@ def test_the_hook_updates_the_teacher_after_every_optimizer_step(tmp_path, momen
     assert moved, 'the encoder did not train'
     for name, value in model.teacher.state_dict().items():
         assert torch.equal(value, expected[name]), name
+
+
+def test_with_gradient_accumulation_the_teacher_follows_optimizer_steps_not_iterations(tmp_path):
+    # 4 iterations accumulating 2 each: the optimizer steps after iterations 1 and 3 (0-based), and only then
+    # may the teacher move, or a momentum m would act as m^2 per encoder step
+    updates = []
+    _train_tiny_cae(tmp_path, 0.5, max_iters=4, updates=updates, **{'optim_wrapper.accumulative_counts': 2})
+    assert updates == [1, 3]
 
 
 def test_cae_is_exported():

@@ -13,8 +13,11 @@ from mimbench.registry import ENCODERS, HEADS, MASKERS, MODELS, TARGETS
 class BEiT(BaseAlgorithm):
     """BEiT v1-style masked image modeling (Bao et al. 2022) assembled from registered parts.
 
-    Differences from BEiT v1 itself: fixed 2-D sin-cos positions instead of relative position bias, and by
-    default our own tokenizer (``TokenTarget``) instead of DALL-E's.
+    Differences from BEiT v1 itself: fixed 2-D sin-cos positions instead of relative position bias; by
+    default our own tokenizer (``TokenTarget``) instead of DALL-E's; and MAE's initialization (Xavier-uniform
+    linears, ``mimbench.models.init``) for every algorithm, where BEiT draws truncated normals (std 0.02) and
+    divides each block's output projections by sqrt(2 * layer), so that the methods differ only in what the
+    comparison is about.
 
     Args:
         encoder: ViT config; ``use_mask_token`` is switched on here.

@@ -60,6 +60,7 @@ class CAE(BaseAlgorithm):
         self.teacher.requires_grad_(False)
         self.teacher.eval()
         self._forwards_since_update = 0
+        self.teacher_updated_by_hook = False   # MomentumTeacherHook sets it; then the hook decides when to update
 
     def _check_parts(self) -> None:
         """Mismatches that would otherwise surface as shape errors deep inside the first step."""
@@ -116,7 +117,7 @@ class CAE(BaseAlgorithm):
                 'loss_align': self.align_weight * loss_align}
 
     def _warn_if_teacher_is_stale(self) -> None:
-        if not self.training:
+        if not self.training or self.teacher_updated_by_hook:
             return
         self._forwards_since_update += 1
         if self._forwards_since_update == 3:

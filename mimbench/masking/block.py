@@ -29,6 +29,9 @@ class BlockMasker(BaseMasker):
     patch and no more than are still to mask, so the blocks never exceed the budget; a round makes up to
     ``max_attempts`` tries and the blocks stop after a round that adds nothing. Once fewer than
     ``min_block_patches`` remain, blocks are drawn at ``min_block_patches`` and fit only by overlapping the mask.
+    Two small departures from BEiT's generator, kept so that stored block-masking results stay reproducible:
+    a block may be as tall or as wide as the whole grid (BEiT requires ``h < H`` and ``w < W``), and the
+    accepted block's new patches are bounded by the budget alone, not by ``max_block_patches`` as well.
 
     Because the blocks can stop short of the budget, the mask is then topped up to exactly ``num_masked`` with
     uniformly random unmasked patches, so every row has the same count (the CAE authors' code also forces an

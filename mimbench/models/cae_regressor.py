@@ -42,11 +42,14 @@ class CrossAttention(nn.Module):
 
 
 class CrossAttentionBlock(nn.Module):
-    """Cross-attention then MLP, each pre-normalized, residual, with optional layer scale and drop path.
+    """Cross-attention then MLP, residual, with optional layer scale and drop path; the CAE authors' layout.
 
     Queries, keys and values have their own LayerNorm (they are different sequences with different statistics).
-    Position embeddings are added after the norms to the queries and keys only: positions decide who attends to
-    whom, the values carry content (as in the CAE authors' code).
+    Position embeddings join the queries and keys only, before their norms: positions decide who attends to
+    whom, the values carry content. Unlike a pre-norm ViT block, the residual stream itself is normalized
+    after the attention (``x = norm2(x + attn)``) and the MLP reads and adds to that normalized stream, as in
+    the CAE code; the queries therefore leave every block at the norm's scale, which is also the scale they
+    have when they return as keys and values in the next block.
 
     ``forward(x [B, Nq, D], pos_q [B, Nq, D], kv [B, Nk, D], pos_k [B, Nk, D]) -> [B, Nq, D]``.
     """
@@ -64,9 +67,9 @@ class CrossAttentionBlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor, pos_q: torch.Tensor, kv: torch.Tensor, pos_k: torch.Tensor) -> torch.Tensor:
-        attended = self.attn(self.norm_q(x) + pos_q, self.norm_k(kv) + pos_k, self.norm_v(kv))
-        x = x + self.drop_path(self.ls1(attended))
-        return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
+        attended = self.attn(self.norm_q(x + pos_q), self.norm_k(kv + pos_k), self.norm_v(kv))
+        x = self.norm2(x + self.drop_path(self.ls1(attended)))
+        return x + self.drop_path(self.ls2(self.mlp(x)))
 
 
 @HEADS.register_module()
