@@ -152,6 +152,13 @@ def _writer(path, stop_after):
         i += 1
 
 
+def test_a_cell_resumed_on_newer_code_lists_every_code_version_that_trained_it(tmp_path):
+    from mimbench.ablation.execute import note_code_version
+    assert note_code_version(tmp_path, 'abc123') == ['abc123']
+    assert note_code_version(tmp_path, 'abc123') == ['abc123']            # a resume on the same code
+    assert note_code_version(tmp_path, 'def456-dirty') == ['abc123', 'def456-dirty']
+
+
 def test_a_record_killed_mid_write_leaves_the_old_record_whole(tmp_path):
     path = tmp_path / 'k.json'
     write_json_atomic(path, {'key': 'k', 'i': -1})
@@ -197,6 +204,7 @@ def test_a_sweep_writes_one_record_per_cell_and_a_rerun_skips_finished_cells(tin
     assert record['pretrain']['iters'] == 8 and record['pretrain']['cpu_seconds'] > 0
     assert 0 <= record['metrics']['knn']['accuracy'] <= 100
     assert record['flops_gflops_per_img']['encoder'] > 0 and record['code_version']
+    assert record['pretrain']['code_versions'] == [record['code_version']]   # one segment, same code
     assert any(line.startswith('[2/2] decoder_depth=2 seed 0') for line in lines)
 
     import mimbench.ablation.execute as execute

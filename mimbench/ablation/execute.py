@@ -171,6 +171,7 @@ def pretrain(cell: Cell, scale: Scale, work_dir: Path, *, data_root: str | None 
     if done is not None:
         return done
     cmd = train_command(cell, scale, write_cell_config(cell, work_dir), work_dir, data_root)
+    versions = note_code_version(work_dir, code_version())
     log_path = work_dir / 'pretrain.log'
     env = dict(os.environ, PYTHONUNBUFFERED='1')
     with open(log_path, 'a') as log_file:
@@ -189,9 +190,24 @@ def pretrain(cell: Cell, scale: Scale, work_dir: Path, *, data_root: str | None 
     clock = read_json(work_dir / 'train_clock.json') or {}
     summary = dict(checkpoint=last, iters=clock.get('iter'), final_loss=_last_loss(work_dir),
                    wall_seconds=clock.get('wall_seconds'), cpu_seconds=clock.get('cpu_seconds'),
-                   segments=clock.get('segments'), world_size=clock.get('world_size'), max_iters=cell.max_iters)
+                   segments=clock.get('segments'), world_size=clock.get('world_size'), max_iters=cell.max_iters,
+                   code_versions=versions)
     write_json_atomic(work_dir / 'pretrain.json', summary)
     return summary
+
+
+def note_code_version(work_dir: Path, version: str) -> list[str]:
+    """Add ``version`` to the cell's ``code_versions.json`` unless it is already the last entry; return the list.
+
+    A cell resumed in a later session may train its remaining steps on newer code, and the record's own
+    ``code_version`` is taken when the record is written, after the evaluations: this list says which code
+    trained the weights, one entry per change, in order."""
+    path = work_dir / 'code_versions.json'
+    versions = read_json(path) or []
+    if not versions or versions[-1] != version:
+        versions.append(version)
+        write_json_atomic(path, versions)
+    return versions
 
 
 def eval_config(scale: Scale, name: str):
