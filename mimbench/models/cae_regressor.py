@@ -48,8 +48,8 @@ class CrossAttentionBlock(nn.Module):
     Position embeddings join the queries and keys only, before their norms: positions decide who attends to
     whom, the values carry content. Unlike a pre-norm ViT block, the residual stream itself is normalized
     after the attention (``x = norm2(x + attn)``) and the MLP reads and adds to that normalized stream, as in
-    the CAE code; the queries therefore leave every block at the norm's scale, which is also the scale they
-    have when they return as keys and values in the next block.
+    the CAE code, so each block restarts the stream from a normalized state instead of letting it grow over
+    the depth.
 
     ``forward(x [B, Nq, D], pos_q [B, Nq, D], kv [B, Nk, D], pos_k [B, Nk, D]) -> [B, Nq, D]``.
     """
