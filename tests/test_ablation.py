@@ -159,6 +159,23 @@ def test_a_cell_resumed_on_newer_code_lists_every_code_version_that_trained_it(t
     assert note_code_version(tmp_path, 'def456-dirty') == ['abc123', 'def456-dirty']
 
 
+def test_the_code_version_is_dirty_for_changed_code_but_not_for_changed_results(tmp_path):
+    from mimbench.ablation.store import code_version
+    git = ['git', '-c', 'user.name=t', '-c', 'user.email=t@t', '-c', 'commit.gpgsign=false']
+    subprocess.run(['git', 'init', '-q', str(tmp_path)], check=True)
+    (tmp_path / 'docs').mkdir()
+    (tmp_path / 'docs' / 'table.md').write_text('a\n')
+    (tmp_path / 'model.py').write_text('x = 1\n')
+    subprocess.run([*git, 'add', '.'], cwd=tmp_path, check=True)
+    subprocess.run([*git, 'commit', '-q', '-m', 'c'], cwd=tmp_path, check=True)
+    clean = code_version(tmp_path)
+    assert clean and not clean.endswith('-dirty') and clean != 'unknown'
+    (tmp_path / 'docs' / 'table.md').write_text('b\n')         # a sweep rewrote a table
+    assert code_version(tmp_path) == clean
+    (tmp_path / 'model.py').write_text('x = 2\n')
+    assert code_version(tmp_path) == clean + '-dirty'
+
+
 def test_a_record_killed_mid_write_leaves_the_old_record_whole(tmp_path):
     path = tmp_path / 'k.json'
     write_json_atomic(path, {'key': 'k', 'i': -1})

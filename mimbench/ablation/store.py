@@ -49,11 +49,20 @@ class ResultStore:
 
 
 def code_version(repo: str | os.PathLike | None = None) -> str:
-    """``git describe`` of the code that made a record (``-dirty`` when it had uncommitted changes)."""
+    """``git describe`` of the code that made a record, ``-dirty`` when code had uncommitted changes.
+
+    Changes under ``docs/`` do not count: a sweep writes its records and tables there, so a cell that starts
+    while another cell's record is not yet committed would otherwise be marked dirty on unchanged code.
+    """
     repo = repo or Path(__file__).resolve().parents[2]
     try:
-        out = subprocess.run(['git', 'describe', '--always', '--dirty', '--abbrev=12'], cwd=repo,
+        out = subprocess.run(['git', 'describe', '--always', '--abbrev=12'], cwd=repo,
                              capture_output=True, text=True, timeout=10)
+        version = out.stdout.strip()
+        if not version:
+            return 'unknown'
+        changed = subprocess.run(['git', 'diff', '--quiet', 'HEAD', '--', '.', ':(exclude)docs'], cwd=repo,
+                                 capture_output=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return 'unknown'
-    return out.stdout.strip() or 'unknown'
+    return version + ('-dirty' if changed.returncode == 1 else '')
