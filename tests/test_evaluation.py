@@ -95,6 +95,23 @@ def test_a_checkpoint_of_another_architecture_is_refused_naming_keys_and_shapes(
         load_encoder(tmp_path / 'ckpt.pth', str(deeper))
 
 
+@pytest.mark.parametrize('algorithm', ['BEiT', 'MAE encoder w/ [M]'])
+def test_an_encoder_pretrained_with_a_mask_token_is_evaluated_without_it(tmp_path, algorithm):
+    # BEiT and MAE's "encoder w/ [M]" train an [M] embedding that whole-image evaluation never reads.
+    cfg = load_config(TINY, {'model.mask_token_in_encoder': True})
+    if algorithm == 'BEiT':
+        cfg.model = dict(type='BEiT', encoder=cfg.model.encoder, target=cfg.model.target,
+                         masker=dict(type='BlockMasker', ratio=0.4, min_block_patches=2),
+                         data_preprocessor=cfg.model.data_preprocessor)
+    model = MODELS.build(cfg.model)
+    torch.save({'state_dict': model.state_dict(), 'meta': {'cfg': cfg.pretty_text}}, tmp_path / 'ckpt.pth')
+    assert 'encoder.mask_token' in model.state_dict()
+    loaded = load_encoder(tmp_path / 'ckpt.pth')
+    assert loaded.encoder.mask_token is None
+    for name, value in loaded.encoder.state_dict().items():
+        assert torch.equal(model.encoder.state_dict()[name], value), name
+
+
 def test_the_eval_tool_reports_an_architecture_mismatch_in_one_line(tmp_path):
     main = load_tool('eval').main
     make_checkpoint(tmp_path / 'ckpt.pth')

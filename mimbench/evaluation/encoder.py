@@ -20,6 +20,8 @@ from mimbench.engine.checkpoint import load_local_checkpoint
 from mimbench.registry import ENCODERS, MODELS
 
 ENCODER_PREFIX = 'encoder.'
+# Encoder weights that only masked pretraining reads: the [M] embedding of BEiT and of MAE's "encoder w/ [M]".
+PRETRAINING_ONLY = ('mask_token',)
 # At most this many mismatches are listed in an error; the rest are counted.
 _MAX_LISTED = 8
 
@@ -125,13 +127,13 @@ def pretrain_config(checkpoint: str | None, ckpt: dict | None, config: str | Non
 def build_encoder(cfg: Config, **overrides) -> nn.Module:
     """The encoder that ``cfg.model`` pretrains, with ``overrides`` (e.g. ``drop_path_rate``) applied.
 
-    ``use_mask_token`` follows the algorithm's ``mask_token_in_encoder``, so the parameter set matches the
-    checkpoint exactly.
+    Always without an [M] embedding: evaluation feeds whole images, so the ``mask_token`` that BEiT or MAE's
+    "encoder w/ [M]" trained is never read (:func:`load_encoder` leaves it out of the weights).
     """
     enc_cfg = dict(cfg.model.encoder)
     enc_cfg.update(overrides)
-    default_args = dict(use_mask_token=bool(cfg.model.get('mask_token_in_encoder', False)))
-    return ENCODERS.build(enc_cfg, default_args=default_args)
+    enc_cfg.pop('use_mask_token', None)
+    return ENCODERS.build(enc_cfg, default_args=dict(use_mask_token=False))
 
 
 def build_preprocessor(cfg: Config) -> nn.Module:
@@ -139,13 +141,18 @@ def build_preprocessor(cfg: Config) -> nn.Module:
     return MODELS.build(dict(pre))
 
 
-def encoder_state(state_dict: dict) -> dict:
-    """The ``encoder.*`` entries of an algorithm's state dict, prefix removed (a ``module.`` wrapper too)."""
+def encoder_state(state_dict: dict, for_evaluation: bool = False) -> dict:
+    """The ``encoder.*`` entries of an algorithm's state dict, prefix removed (a ``module.`` wrapper too).
+
+    ``for_evaluation`` leaves out the entries only masked pretraining reads (``PRETRAINING_ONLY``).
+    """
     out = {}
     for key, value in state_dict.items():
         key = key[len('module.'):] if key.startswith('module.') else key
         if key.startswith(ENCODER_PREFIX):
             out[key[len(ENCODER_PREFIX):]] = value
+    if for_evaluation:
+        out = {k: v for k, v in out.items() if k not in PRETRAINING_ONLY}
     return out
 
 
@@ -199,7 +206,7 @@ def load_encoder(checkpoint: str | os.PathLike | None = None, config: str | None
         raise ValueError(f'{path} is not a checkpoint dict (found {type(ckpt).__name__})')
     cfg, name = pretrain_config(path, ckpt, config)
     encoder = build_encoder(cfg, **overrides)
-    weights = encoder_state(state)
+    weights = encoder_state(state, for_evaluation=True)
     check_encoder_state(encoder, weights, path, _describe(cfg.model.encoder))
     encoder.load_state_dict(weights, strict=True)
     return LoadedEncoder(encoder.eval(), build_preprocessor(cfg), cfg, path, file_sha256(path),

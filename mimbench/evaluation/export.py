@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from mimbench.evaluation.encoder import PRETRAINING_ONLY
+
 # timm entry points by width: each sets embed_dim and num_heads, and every other argument is passed explicitly.
 _TIMM_NAMES = {192: 'vit_tiny_patch16_224', 384: 'vit_small_patch16_224', 768: 'vit_base_patch16_224',
                1024: 'vit_large_patch16_224', 1280: 'vit_huge_patch14_224'}
@@ -42,7 +44,8 @@ def timm_model_args(encoder: nn.Module) -> tuple[str, dict]:
 
 def timm_state_dict(encoder: nn.Module) -> dict:
     """``encoder``'s weights under timm's names (contiguous CPU tensors), without the [M] token."""
-    return {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items() if k != 'mask_token'}
+    return {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()
+            if k not in PRETRAINING_ONLY}
 
 
 def export_payload(encoder: nn.Module, source: str | None = None) -> dict:
