@@ -134,12 +134,17 @@ def test_the_cli_names_a_bad_axis_and_lists_the_valid_ones():
 
 
 def test_dry_run_lists_cells_with_estimates_and_trains_nothing(tmp_path):
+    from mimbench.ablation.estimate import this_host
+    store = ResultStore(tmp_path / 'ablation' / 'tiny')
+    for day in ('2026-01-01', '2026-01-02', '2026-01-03'):     # timed cells of this host: a second estimate
+        store.put(_timed_record(day, 4.0, host=this_host()))
     out = subprocess.run([sys.executable, 'tools/ablate.py', '--scale', TINY, '--axis', 'decoder_depth',
                           '--values', '1', '2', '--seeds', '2', '--dry-run', '--results', str(tmp_path)],
                          cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert 'decoder_depth=1 seed 1' in out.stdout and 'to run: 4 cells' in out.stdout
-    assert not any(tmp_path.rglob('*.json'))
+    assert 'the 3 latest cells of this host pretrained at a median 20 GFLOP/s' in out.stdout
+    assert len(list(tmp_path.rglob('*.json'))) == 3       # nothing trained, nothing written
 
 
 # ------------------------------------------------------------------------------------------------ the store
@@ -304,6 +309,32 @@ def test_cells_run_as_submitit_jobs(tiny, tmp_path):
     records = run_sweep(cells, _spec(tmp_path), launcher='submitit-local', log=lines.append)
     assert len(records) == 1 and any(line.startswith('submitted decoder_depth=1 seed 0 as job') for line in lines)
     assert list((tmp_path / 'work' / 'submitit').rglob('*_result.pkl'))
+
+
+def _timed_record(finished, cpu_seconds, host=None, evals=None, pretrained=True):
+    # 10 iterations of batch 4 at 2 GFLOPs per image: 80 GFLOP of pretraining
+    return dict(key=finished, finished=finished, host=host or dict(machine='x86_64', cpus=2),
+                pretrain=dict(cpu_seconds=cpu_seconds, iters=10, world_size=1) if pretrained else None,
+                flops_gflops_per_img=dict(train=2.0), config_text='train_dataloader = dict(batch_size=4)\n',
+                extract_seconds=100.0, metrics={n: dict(wall_time_s=s) for n, s in (evals or {}).items()})
+
+
+def test_the_store_rate_is_the_median_of_this_hosts_latest_pretrained_cells():
+    from mimbench.ablation.estimate import CellEstimate, measured_rate
+    here = dict(machine='x86_64', cpus=2)
+    records = [_timed_record('2026-01-01', 1.0),                     # oldest: outside a window of three
+               _timed_record('2026-01-02', 8.0, evals={'knn': 20.0}),
+               _timed_record('2026-01-03', 4.0, evals={'knn': 40.0}),
+               _timed_record('2026-01-04', 2.0, evals={'lin': 5.0}),
+               _timed_record('2026-01-05', 0.1, host=dict(machine='arm64', cpus=64)),
+               _timed_record('2026-01-06', None, pretrained=False)]
+    assert measured_rate(records[:2], ['knn'], host=here) is None       # too few cells to say
+    rate = measured_rate(records, ['knn'], host=here, window=3)
+    assert (rate.cells, rate.low, rate.gflops_per_cpu_s, rate.high) == (3, 10.0, 20.0, 40.0)
+    assert rate.eval_s == 100.0 + 30.0                # extraction + the median knn time of the cells that ran it
+    est = CellEstimate(None, 2.0, 0.5, pretrain_gflop=400.0, pretrain_s=1.0, eval_s=7.0)
+    assert rate.total_s(est) == 400.0 / 20.0 + 130.0
+    assert measured_rate(records, ['att'], host=here, window=3).total_s(est) == 20.0 + 7.0
 
 
 def test_a_dry_run_on_a_busy_machine_says_its_times_are_too_long(monkeypatch):

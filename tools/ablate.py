@@ -145,17 +145,20 @@ def main(argv=None) -> None:
 
 def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, listing: bool) -> float | None:
     """Build every cell (bad values fail here) and estimate; print the list when ``listing``. Returns the
-    mean estimated seconds per cell still to run."""
-    from mimbench.ablation.estimate import device_gflops, estimate_cell
+    mean estimated seconds per cell still to run (from the store's measured rate when it has one)."""
+    from mimbench.ablation.estimate import device_gflops, estimate_cell, measured_rate
     from mimbench.ablation.execute import missing_evaluations
     rate, source = device_gflops(scale)
-    todo_s, todo = 0.0, 0
+    measured = None if scale.cfg.get('device_tflops') else measured_rate(store.records().values(), evaluations)
+    todo_s = todo_measured_s = 0.0
+    todo = 0
     rows = []
     for cell in cells:
         est = estimate_cell(cell, scale, evaluations, rate)
         done = not missing_evaluations(store.get(cell.key), scale, evaluations)
         if not done:
             todo_s += est.total_s
+            todo_measured_s += measured.total_s(est) if measured else 0.0
             todo += 1
         rows.append((cell, est, done))
     if listing:
@@ -163,13 +166,23 @@ def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, lis
               f'times estimated at {source}:')
         unit = 'GPU' if scale.cfg.get('device_tflops') else 'machine'
         times = 'on one GPU' if unit == 'GPU' else 'on this machine'
-        print(f'  {"cell":<34} {"key":<16} {"train GFLOPs/img":>16} {"pretrain":>9} {"eval":>8}  status '
+        extra = f' {"at store rate":>13}' if measured else ''
+        print(f'  {"cell":<34} {"key":<16} {"train GFLOPs/img":>16} {"pretrain":>9} {"eval":>8}{extra}  status '
               f'(times {times})')
         for cell, est, done in rows:
+            extra = f' {format_duration(measured.total_s(est)):>13}' if measured else ''
             print(f'  {cell.name:<34} {cell.key:<16} {est.train_gflops:>16.4g} {format_duration(est.pretrain_s):>9}'
-                  f' {format_duration(est.eval_s):>8}  {"done" if done else "to run"}')
+                  f' {format_duration(est.eval_s):>8}{extra}  {"done" if done else "to run"}')
         print(f'to run: {todo} cells, about {todo_s / 3600:.1f} {unit}-hours')
-    return todo_s / todo if todo else None
+        if measured:
+            evals = (f', evaluations {format_duration(measured.eval_s)} a cell' if measured.eval_s is not None
+                     else '')
+            print(f'at the store rate (the {measured.cells} latest cells of this host pretrained at a median '
+                  f'{measured.gflops_per_cpu_s:.0f} GFLOP/s per CPU-second, {measured.low:.0f}-{measured.high:.0f}'
+                  f'{evals}): about {todo_measured_s / 3600:.1f} CPU-hours, if run the way those cells were')
+    if not todo:
+        return None
+    return (todo_measured_s if measured else todo_s) / todo
 
 
 if __name__ == '__main__':

@@ -5,10 +5,16 @@ The estimate is FLOPs / (device rate x efficiency): the device rate is this mach
 rate on CPU, or the scale config's ``device_tflops`` for an accelerator, and ``efficiency`` the fraction of it
 a training step sustains (scale config; docs/performance.md has the measured fractions). Probe times are the
 measured ones in the scale config (they barely depend on the model at a given width).
+
+That FLOP estimate assumes an idle machine. ``measured_rate`` gives a second one from what the store's recent
+cells on this host actually achieved, in whatever way they were run (here: two cells at a time, one thread
+each, which is about three times slower per cell than the idle estimate).
 """
 from __future__ import annotations
 
 import os
+import platform
+import statistics
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +30,7 @@ class CellEstimate:
     cell: Cell
     train_gflops: float         # per image, one pretraining step (forward + backward)
     encoder_gflops: float       # per image, the encoder over all patches (feature extraction, fine-tuning)
+    pretrain_gflop: float       # the whole pretraining run (0 for a cell that does not pretrain)
     pretrain_s: float
     eval_s: float
 
@@ -80,7 +87,7 @@ def estimate_cell(cell: Cell, scale: Scale, evaluations: list[str], gflops_per_s
         encoder_gflops = count_flops(lambda: model.encoder(torch.randn(1, 3, img, img))) / 1e9
     images = scale.cfg.num_train_images
     epochs = cfg.train_cfg.get('max_epochs', 1)
-    pretrain_s = flops['train'] * images * epochs / gflops_per_s if cell.value.pretrain else 0.0
+    pretrain_gflop = flops['train'] * images * epochs if cell.value.pretrain else 0.0
     eval_s, extracted = 0.0, False
     probe_s = dict(scale.cfg.get('probe_seconds', {}))
     for name in evaluations:
@@ -94,4 +101,51 @@ def estimate_cell(cell: Cell, scale: Scale, evaluations: list[str], gflops_per_s
             eval_s += encoder_gflops * images * (1 + scale.cfg.get('test_fraction', 0.2)) / gflops_per_s
             extracted = True
         eval_s += probe_s.get(name, 0.0)
-    return CellEstimate(cell, flops['train'], encoder_gflops, pretrain_s, eval_s)
+    return CellEstimate(cell, flops['train'], encoder_gflops, pretrain_gflop, pretrain_gflop / gflops_per_s, eval_s)
+
+
+@dataclass
+class MeasuredRate:
+    """What the store's recent finished cells on this host achieved: the basis of a second estimate."""
+    gflops_per_cpu_s: float     # median pretraining throughput per CPU-second of the training process
+    low: float                  # slowest and fastest cell in the window
+    high: float
+    eval_s: float | None        # median seconds of the requested evaluations, shared feature extraction included
+    cells: int                  # pretrained cells the rate comes from
+
+    def total_s(self, est: CellEstimate) -> float:
+        """Seconds of the cell ``est`` at this rate: its pretraining FLOPs over the measured throughput, plus
+        the measured evaluation time (``est``'s own when the store has none for these evaluations)."""
+        return est.pretrain_gflop / self.gflops_per_cpu_s + (est.eval_s if self.eval_s is None else self.eval_s)
+
+
+def this_host() -> dict:
+    return dict(machine=platform.machine(), cpus=os.cpu_count())
+
+
+def measured_rate(records, evaluations: list[str], host: dict | None = None, window: int = 12,
+                  ) -> MeasuredRate | None:
+    """The median throughput of the ``window`` most recently finished pretrained cells of ``host`` (default:
+    this machine) in the store ``records``, and the median time their evaluations took. Recent cells only,
+    because the way cells are run (threads, cells side by side) changes between sessions; None when fewer
+    than three cells qualify."""
+    from mmengine.config import Config
+    host = host or this_host()
+    mine = sorted((r for r in records if r and r.get('host') == host), key=lambda r: r.get('finished', ''))
+    rates = []
+    for r in reversed(mine):
+        pre, flops = r.get('pretrain') or {}, r.get('flops_gflops_per_img') or {}
+        if not (pre.get('cpu_seconds') and pre.get('iters') and flops.get('train') and r.get('config_text')):
+            continue
+        batch = Config.fromstring(r['config_text'], '.py').train_dataloader.batch_size
+        images = pre['iters'] * batch * (pre.get('world_size') or 1)
+        rates.append((flops['train'] * images / pre['cpu_seconds'], r))
+        if len(rates) == window:
+            break
+    if len(rates) < 3:
+        return None
+    evals = [r.get('extract_seconds', 0.0) + sum(r['metrics'][n]['wall_time_s'] for n in evaluations)
+             for _, r in rates if all(n in r.get('metrics', {}) for n in evaluations)]
+    values = [rate for rate, _ in rates]
+    return MeasuredRate(statistics.median(values), min(values), max(values),
+                        statistics.median(evals) if evals else None, len(rates))
