@@ -176,6 +176,44 @@ def test_features_are_extracted_once_and_reused_from_the_cache(tmp_path, monkeyp
             call()
 
 
+@pytest.mark.parametrize('has_units, expected', [(True, torch.bfloat16), (False, torch.float32)])
+def test_auto_dtype_is_bfloat16_only_on_a_cpu_that_multiplies_it_natively(monkeypatch, has_units, expected):
+    import mimbench.evaluation.features as features_module
+    monkeypatch.setattr(features_module, 'cpu_has_bfloat16_units', lambda: has_units)
+    assert features_module.resolve_dtype('auto', 'cpu') == expected
+    assert features_module.resolve_dtype('float32', 'cpu') == torch.float32       # explicit names are obeyed
+    assert features_module.resolve_dtype('bfloat16', 'cpu') == torch.bfloat16
+    with pytest.raises(ValueError, match="dtype must be one of 'float32', 'bfloat16', 'auto', got 'fp16'"):
+        features_module.resolve_dtype('fp16')
+
+
+def test_auto_extraction_shares_the_cache_with_the_dtype_it_resolves_to(tmp_path, monkeypatch):
+    import mimbench.evaluation.features as features_module
+    monkeypatch.setattr(features_module, 'cpu_has_bfloat16_units', lambda: False)
+    make_checkpoint(tmp_path / 'a.pth')
+    from mimbench.data import SyntheticImages
+    ds = SyntheticImages(num_images=8, image_size=16)
+    cache, loaded = FeatureCache(tmp_path / 'features'), load_encoder(tmp_path / 'a.pth')
+    fp32, report = cached_features(loaded, ds, 'train', ['cls'], cache, dtype='float32')
+    assert report['dtype'] == 'float32'
+    auto, report = cached_features(loaded, ds, 'train', ['cls'], cache, dtype='auto')
+    assert report['cache_hits'] == ['cls'] and report['dtype'] == 'float32'
+    _, report = cached_features(loaded, ds, 'train', ['cls'], cache, dtype='bfloat16')
+    assert report['extracted'] == ['cls'] and report['dtype'] == 'bfloat16'     # bf16 features are other files
+    assert torch.equal(auto['cls'].features, fp32['cls'].features)
+
+
+def test_the_micro_ablation_pins_its_probes_to_bfloat16_whatever_the_cpu():
+    # every stored micro cell was evaluated in bf16; 'auto' in the eval configs must not change its eval hashes
+    from mimbench.ablation.cells import Scale
+    from mimbench.ablation.execute import eval_config as ablation_eval_config
+    micro = Scale.load('micro')
+    for name in ('lin', 'lin_mean', 'knn', 'att'):
+        assert ablation_eval_config(micro, name)[1].extract.dtype == 'bfloat16'
+    assert ablation_eval_config(micro, 'att')[1].token_dtype == 'bfloat16'
+    assert Config.fromfile(str(REPO / 'configs/eval/linear_micro.py')).extract.dtype == 'auto'
+
+
 # ------------------------------------------------------------------------------------------------- probes
 
 @pytest.mark.parametrize('protocol', ['linear', 'attentive'])

@@ -17,12 +17,19 @@ pretrain_options = {'train_cfg.max_epochs': 5}
 amp = False
 num_train_images = 50000
 # What each evaluation column is: protocol, eval config, overrides. 'lin' is the paper's [cls] probe.
+# The probes' numerics are pinned to bfloat16, not the eval configs' 'auto': every stored cell was evaluated
+# that way (on a CPU with bf16 units), and a cell evaluated in float32 on another CPU would carry another eval
+# hash and round its features differently from the rest of its table. On a CPU without bf16 units this costs
+# time (bf16 extraction is slower than float32 there), not accuracy. (Fine-tuning never reads extract.dtype; it is
+# pinned there too so that the ft column's eval hash stays what it was.)
+bf16 = {'extract.dtype': 'bfloat16'}
 evaluations = dict(
-    lin=dict(protocol='linear', config='configs/eval/linear_micro.py'),
-    lin_mean=dict(protocol='linear', config='configs/eval/linear_micro.py', options=dict(pool='mean')),
-    knn=dict(protocol='knn', config='configs/eval/knn_micro.py'),
-    att=dict(protocol='attentive', config='configs/eval/attentive_micro.py'),
-    ft=dict(protocol='finetune', config='configs/eval/finetune_micro.py'),
+    lin=dict(protocol='linear', config='configs/eval/linear_micro.py', options=bf16),
+    lin_mean=dict(protocol='linear', config='configs/eval/linear_micro.py', options=dict(bf16, pool='mean')),
+    knn=dict(protocol='knn', config='configs/eval/knn_micro.py', options=bf16),
+    att=dict(protocol='attentive', config='configs/eval/attentive_micro.py',
+             options=dict(bf16, token_dtype='bfloat16')),
+    ft=dict(protocol='finetune', config='configs/eval/finetune_micro.py', options=bf16),
 )
 default_evaluations = ['lin', 'lin_mean', 'knn', 'att']   # 'ft' with --finetune
 # The metric of each table's check line (does the paper's direction show?). At this budget MAE's [cls] output

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mimbench.evaluation.features import Features
+from mimbench.evaluation.features import Features, resolve_dtype
 from mimbench.evaluation.probe import ProbeResult, train_probe
 from mimbench.registry import HEADS
 
@@ -104,13 +104,15 @@ def attentive_probe(train: Features, test: Features, num_classes: int, *, num_he
     """Train an :class:`AttentiveProbeHead` on token features ``[N, L, D]``; return its ``test`` accuracy.
 
     Defaults follow CAE: SGD momentum 0.9, lr 0.4 at batch 8192 (base lr 0.0125 per 256), 90 epochs, no
-    augmentation, no weight decay. ``token_dtype``: see :class:`AttentiveProbeHead`.
+    augmentation, no weight decay. ``token_dtype``: see :class:`AttentiveProbeHead`; ``'auto'`` is bfloat16 on
+    a CPU with bf16 units and float32 elsewhere (:func:`~mimbench.evaluation.features.resolve_dtype`).
     """
     if train.features.dim() != 3:
         raise ValueError(f'the attentive probe needs token features [N, L, D], got {tuple(train.features.shape)}: '
                          f"extract them with pool='tokens'")
     torch.manual_seed(seed)
-    head = AttentiveProbeHead(train.features.shape[-1], num_classes, num_heads, getattr(torch, token_dtype))
+    run_dtype = resolve_dtype(token_dtype, 'cpu')       # probes train on the CPU
+    head = AttentiveProbeHead(train.features.shape[-1], num_classes, num_heads, run_dtype)
     optimizer = optimizer or dict(type='SGD', momentum=0.9, weight_decay=0.0)
     train, test = (Features(normalize_tokens(f.features, head.norm_k.eps, head.token_dtype), f.labels)
                    for f in (train, test))
@@ -120,5 +122,5 @@ def attentive_probe(train: Features, test: Features, num_classes: int, *, num_he
                              base_lr=base_lr, warmup_epochs=warmup_epochs, seed=seed, threads=threads, log=log)
     finally:
         head.inputs_normalized = False    # the returned head takes raw tokens again
-    result.hparams.update(num_heads=num_heads, token_dtype=token_dtype)
+    result.hparams.update(num_heads=num_heads, token_dtype=str(run_dtype).removeprefix('torch.'))
     return result

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import hashlib
 import json
 import os
@@ -31,6 +32,35 @@ from mimbench.data import InMemoryImages
 POOLS = ('cls', 'mean', 'tokens')
 # Bump when what a cached file holds changes (pooling, dtype, layout): old files then never match.
 FEATURES_VERSION = 1
+
+
+DTYPES = ('float32', 'bfloat16', 'auto')
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_has_bfloat16_units() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX), read from ``/proc/cpuinfo``
+    (False where there is none). Without those units torch emulates bf16 matmuls, and a bf16 copy of the
+    encoder runs slower than the float32 one instead of faster (docs/evaluation.md)."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            flags = next((line.split(':', 1)[1].split() for line in f if line.startswith('flags')), [])
+    except OSError:
+        return False
+    return bool({'avx512_bf16', 'amx_bf16'} & set(flags))
+
+
+def resolve_dtype(name: str, device: torch.device | str = 'cpu') -> torch.dtype:
+    """``'float32'``, ``'bfloat16'``, or ``'auto'``: bfloat16 where ``device`` computes it natively (a GPU with
+    bf16 support, a CPU with bf16 units), float32 elsewhere, where bf16 is slower, not faster."""
+    if name not in DTYPES:
+        raise ValueError(f'dtype must be one of {", ".join(map(repr, DTYPES))}, got {name!r}')
+    if name == 'auto':
+        device = torch.device(device)
+        fast = (torch.cuda.is_available() and torch.cuda.is_bf16_supported() if device.type == 'cuda'
+                else cpu_has_bfloat16_units() if device.type == 'cpu' else False)
+        return torch.bfloat16 if fast else torch.float32
+    return getattr(torch, name)
 
 
 @dataclass
@@ -107,18 +137,17 @@ def extract_features(encoder: nn.Module, preprocessor: nn.Module, dataset: Datas
         pools: any of :data:`POOLS`; all are computed from the same forward pass.
         batch_size: images per forward pass; large batches keep the matrix multiplies efficient.
         dtype: 'float32', or 'bfloat16' to run a bfloat16 copy of the encoder: about twice as fast on CPUs
-            with bf16 units (AVX512-BF16, AMX) and on GPUs; the features then carry bfloat16 rounding (~0.4%).
+            with bf16 units (AVX512-BF16, AMX) and on GPUs, twice as slow on CPUs without them; the features
+            then carry bfloat16 rounding (~0.4%). 'auto' picks by the device (:func:`resolve_dtype`).
             A copy rather than autocast: autocast would re-cast every weight on every call and run the
             norms and GELUs in float32, which cost as much as the bf16 matmuls saved.
     """
     for pool in pools:
         pool_tokens(torch.zeros(1, 2, 4), pool)  # validates the name before any work
-    if dtype not in ('float32', 'bfloat16'):
-        raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {dtype!r}")
     freeze(encoder)
     device = next(encoder.parameters()).device
+    run_dtype = resolve_dtype(dtype, device)
     preprocessor = preprocessor.to(device)
-    run_dtype = getattr(torch, dtype)
     model = copy.deepcopy(encoder).to(run_dtype) if run_dtype != torch.float32 else encoder
     outputs: dict[str, list[torch.Tensor]] = {pool: [] for pool in pools}
     labels, done, n = [], 0, len(dataset)
@@ -195,11 +224,13 @@ def cached_features(loaded, dataset: Dataset, split: str, pools: Sequence[str], 
     """Features of ``dataset`` for each of ``pools``, from ``cache`` when present, else extracted and stored.
 
     ``loaded`` is a :class:`~mimbench.evaluation.encoder.LoadedEncoder`. Returns the features and a report
-    ``{'cache_hits': [...], 'extracted': [...], 'seconds': s, 'files': {pool: path}}``.
+    ``{'cache_hits': [...], 'extracted': [...], 'seconds': s, 'files': {pool: path}, 'dtype': what ran}``.
     """
+    # the dtype that runs, so 'auto' shares files with the name it resolved to
+    dtype = str(resolve_dtype(dtype, next(loaded.encoder.parameters()).device)).removeprefix('torch.')
     key = {'weights': loaded.identity, 'data': dataset_fingerprint(dataset), 'dtype': dtype,
            'mean': loaded.preprocessor.mean.flatten().tolist(), 'std': loaded.preprocessor.std.flatten().tolist()}
-    report = {'cache_hits': [], 'extracted': [], 'seconds': 0.0, 'files': {}}
+    report = {'cache_hits': [], 'extracted': [], 'seconds': 0.0, 'files': {}, 'dtype': dtype}
     result: dict[str, Features] = {}
     missing = []
     for pool in pools:

@@ -131,7 +131,7 @@ def run_probe(protocol: str, loaded: LoadedEncoder, eval_cfg: Config, *, data_ro
     hparams.update(pool=pool, extract=dict(ext, threads=extract_threads))
     extra = dict(data=dict(train=len(train), test=len(test)),
                  features={s: dict(cache_hits=r['cache_hits'], extracted=r['extracted'],
-                                   seconds=round(r['seconds'], 2)) for s, r in reports.items()})
+                                   seconds=round(r['seconds'], 2), dtype=r['dtype']) for s, r in reports.items()})
     return top1, hparams, extra
 
 

@@ -7,4 +7,5 @@ data = dict(
     test=dict(type='ImageFolder', root=data_root, split='val', pipeline=eval_pipeline),
     num_classes=1000,
 )
-extract = dict(batch_size=256, dtype='bfloat16', num_workers=8, threads=None)
+# dtype 'auto': bfloat16 on a GPU (or CPU) that computes it natively, float32 elsewhere
+extract = dict(batch_size=256, dtype='auto', num_workers=8, threads=None)
