@@ -137,7 +137,7 @@ def extract_features(encoder: nn.Module, preprocessor: nn.Module, dataset: Datas
         pools: any of :data:`POOLS`; all are computed from the same forward pass.
         batch_size: images per forward pass; large batches keep the matrix multiplies efficient.
         dtype: 'float32', or 'bfloat16' to run a bfloat16 copy of the encoder: about twice as fast on CPUs
-            with bf16 units (AVX512-BF16, AMX) and on GPUs, twice as slow on CPUs without them; the features
+            with bf16 units (AVX512-BF16, AMX) and on GPUs, slower on CPUs without them; the features
             then carry bfloat16 rounding (~0.4%). 'auto' picks by the device (:func:`resolve_dtype`).
             A copy rather than autocast: autocast would re-cast every weight on every call and run the
             norms and GELUs in float32, which cost as much as the bf16 matmuls saved.
