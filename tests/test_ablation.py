@@ -134,7 +134,7 @@ def test_the_cli_names_a_bad_axis_and_lists_the_valid_ones():
 
 
 def test_dry_run_lists_cells_with_estimates_and_trains_nothing(tmp_path):
-    from mimbench.ablation.estimate import this_host
+    from mimbench.ablation.store import this_host
     store = ResultStore(tmp_path / 'ablation' / 'tiny')
     for day in ('2026-01-01', '2026-01-02', '2026-01-03'):     # timed cells of this host: a second estimate
         store.put(_timed_record(day, 4.0, host=this_host()))
@@ -311,30 +311,36 @@ def test_cells_run_as_submitit_jobs(tiny, tmp_path):
     assert list((tmp_path / 'work' / 'submitit').rglob('*_result.pkl'))
 
 
-def _timed_record(finished, cpu_seconds, host=None, evals=None, pretrained=True):
+HERE = dict(machine='x86_64', cpus=2, model='Xeon')
+
+
+def _timed_record(finished, cpu_seconds, host=None, evals=None, pretrained=True, world_size=1):
     # 10 iterations of batch 4 at 2 GFLOPs per image: 80 GFLOP of pretraining
-    return dict(key=finished, finished=finished, host=host or dict(machine='x86_64', cpus=2),
-                pretrain=dict(cpu_seconds=cpu_seconds, iters=10, world_size=1) if pretrained else None,
+    return dict(key=finished, finished=finished, host=host or HERE,
+                pretrain=dict(cpu_seconds=cpu_seconds, iters=10, world_size=world_size) if pretrained else None,
                 flops_gflops_per_img=dict(train=2.0), config_text='train_dataloader = dict(batch_size=4)\n',
-                extract_seconds=100.0, metrics={n: dict(wall_time_s=s) for n, s in (evals or {}).items()})
+                extract_seconds=100.0,
+                metrics={n: dict(wall_time_s=s, eval_hash=h) for n, (s, h) in (evals or {}).items()})
 
 
 def test_the_store_rate_is_the_median_of_this_hosts_latest_pretrained_cells():
     from mimbench.ablation.estimate import CellEstimate, measured_rate
-    here = dict(machine='x86_64', cpus=2)
     records = [_timed_record('2026-01-01', 1.0),                     # oldest: outside a window of three
-               _timed_record('2026-01-02', 8.0, evals={'knn': 20.0}),
-               _timed_record('2026-01-03', 4.0, evals={'knn': 40.0}),
-               _timed_record('2026-01-04', 2.0, evals={'lin': 5.0}),
-               _timed_record('2026-01-05', 0.1, host=dict(machine='arm64', cpus=64)),
-               _timed_record('2026-01-06', None, pretrained=False)]
-    assert measured_rate(records[:2], ['knn'], host=here) is None       # too few cells to say
-    rate = measured_rate(records, ['knn'], host=here, window=3)
+               _timed_record('2026-01-02', 8.0, evals={'knn': (20.0, 'h1')}),
+               _timed_record('2026-01-03', 4.0, evals={'knn': (40.0, 'h1')}),
+               _timed_record('2026-01-04', 2.0, evals={'knn': (5.0, 'old recipe')}),
+               _timed_record('2026-01-05', 0.1, host=dict(HERE, model='EPYC')),     # another CPU, same size
+               _timed_record('2026-01-06', 0.1, world_size=4),                 # rank 0's CPU time only
+               _timed_record('2026-01-07', None, pretrained=False),
+               dict(_timed_record('2026-01-08', 0.1), config_text='this is not a config (')]
+    assert measured_rate(records[:2], {'knn': 'h1'}, host=HERE) is None       # too few cells to say
+    rate = measured_rate(records, {'knn': 'h1'}, host=HERE, window=3)
     assert (rate.cells, rate.low, rate.gflops_per_cpu_s, rate.high) == (3, 10.0, 20.0, 40.0)
-    assert rate.eval_s == 100.0 + 30.0                # extraction + the median knn time of the cells that ran it
+    assert rate.eval_s == 100.0 + 30.0      # extraction + the median knn time of the cells with this eval config
     est = CellEstimate(None, 2.0, 0.5, pretrain_gflop=400.0, pretrain_s=1.0, eval_s=7.0)
     assert rate.total_s(est) == 400.0 / 20.0 + 130.0
-    assert measured_rate(records, ['att'], host=here, window=3).total_s(est) == 20.0 + 7.0
+    assert measured_rate(records, {'att': 'h2'}, host=HERE, window=3).total_s(est) == 20.0 + 7.0
+    assert measured_rate(records, {'knn': 'h1'}, host=HERE, window=3, extracts=False).eval_s == 30.0
 
 
 def test_a_dry_run_on_a_busy_machine_says_its_times_are_too_long(monkeypatch):

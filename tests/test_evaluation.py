@@ -187,29 +187,56 @@ def test_auto_dtype_is_bfloat16_only_on_a_cpu_that_multiplies_it_natively(monkey
         features_module.resolve_dtype('fp16')
 
 
-def test_auto_extraction_shares_the_cache_with_the_dtype_it_resolves_to(tmp_path, monkeypatch):
+@pytest.mark.parametrize('has_units, resolved', [(False, 'float32'), (True, 'bfloat16')])
+def test_auto_extraction_shares_the_cache_with_the_dtype_it_resolves_to(tmp_path, monkeypatch, has_units, resolved):
     import mimbench.evaluation.features as features_module
-    monkeypatch.setattr(features_module, 'cpu_has_bfloat16_units', lambda: False)
+    monkeypatch.setattr(features_module, 'cpu_has_bfloat16_units', lambda: has_units)
     make_checkpoint(tmp_path / 'a.pth')
     from mimbench.data import SyntheticImages
     ds = SyntheticImages(num_images=8, image_size=16)
     cache, loaded = FeatureCache(tmp_path / 'features'), load_encoder(tmp_path / 'a.pth')
-    fp32, report = cached_features(loaded, ds, 'train', ['cls'], cache, dtype='float32')
-    assert report['dtype'] == 'float32'
+    named, report = cached_features(loaded, ds, 'train', ['cls'], cache, dtype=resolved)
+    assert report['dtype'] == resolved
     auto, report = cached_features(loaded, ds, 'train', ['cls'], cache, dtype='auto')
-    assert report['cache_hits'] == ['cls'] and report['dtype'] == 'float32'
-    _, report = cached_features(loaded, ds, 'train', ['cls'], cache, dtype='bfloat16')
-    assert report['extracted'] == ['cls'] and report['dtype'] == 'bfloat16'     # bf16 features are other files
-    assert torch.equal(auto['cls'].features, fp32['cls'].features)
+    assert report['cache_hits'] == ['cls'] and report['dtype'] == resolved       # files written before 'auto' existed
+    other = 'bfloat16' if resolved == 'float32' else 'float32'
+    _, report = cached_features(loaded, ds, 'train', ['cls'], cache, dtype=other)
+    assert report['extracted'] == ['cls'] and report['dtype'] == other          # the other dtype: other files
+    assert torch.equal(auto['cls'].features, named['cls'].features)
 
 
-def test_the_micro_ablation_pins_its_probes_to_bfloat16_whatever_the_cpu():
-    # every stored micro cell was evaluated in bf16; 'auto' in the eval configs must not change its eval hashes
+@pytest.mark.parametrize('capability, expected', [((7, 0), torch.float32), ((8, 0), torch.bfloat16)])
+def test_auto_dtype_on_a_gpu_is_bfloat16_from_ampere_on(monkeypatch, capability, expected):
+    # torch.cuda.is_bf16_supported() also says yes for a V100, which only emulates bf16
+    from mimbench.evaluation.features import resolve_dtype
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda device=None: capability)
+    assert resolve_dtype('auto', 'cuda') == expected
+
+
+def test_the_ablation_eval_hash_records_what_auto_resolved_to(monkeypatch):
+    import mimbench.evaluation.features as features_module
     from mimbench.ablation.cells import Scale
     from mimbench.ablation.execute import eval_config as ablation_eval_config
+    paper = Scale.load('paper')                # its probes keep the eval configs' 'auto'
+    hashes = {}
+    for has_units in (False, True):
+        monkeypatch.setattr(features_module, 'cpu_has_bfloat16_units', lambda: has_units)
+        _, cfg, hashes[has_units] = ablation_eval_config(paper, 'lin')
+        assert cfg.extract.dtype == ('bfloat16' if has_units else 'float32')
+    assert hashes[False] != hashes[True]
+
+
+def test_the_micro_ablation_pins_its_probes_to_bfloat16_whatever_the_cpu(monkeypatch):
+    # every stored micro cell was evaluated in bf16 under these eval hashes; a CPU without bf16 units keeps them
+    import mimbench.evaluation.features as features_module
+    from mimbench.ablation.cells import Scale
+    from mimbench.ablation.execute import eval_config as ablation_eval_config
+    monkeypatch.setattr(features_module, 'cpu_has_bfloat16_units', lambda: False)
     micro = Scale.load('micro')
-    for name in ('lin', 'lin_mean', 'knn', 'att'):
-        assert ablation_eval_config(micro, name)[1].extract.dtype == 'bfloat16'
+    stored = dict(lin='fbcb4927f6c6', lin_mean='ac9f5059e3f2', knn='1351ea105437', att='ba49926da787',
+                  ft='665cb23b3032')
+    assert {name: ablation_eval_config(micro, name)[2] for name in stored} == stored
     assert ablation_eval_config(micro, 'att')[1].token_dtype == 'bfloat16'
     assert Config.fromfile(str(REPO / 'configs/eval/linear_micro.py')).extract.dtype == 'auto'
 

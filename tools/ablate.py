@@ -146,10 +146,15 @@ def main(argv=None) -> None:
 def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, listing: bool) -> float | None:
     """Build every cell (bad values fail here) and estimate; print the list when ``listing``. Returns the
     mean estimated seconds per cell still to run (from the store's measured rate when it has one)."""
+    import torch
     from mimbench.ablation.estimate import device_gflops, estimate_cell, measured_rate
-    from mimbench.ablation.execute import missing_evaluations
+    from mimbench.ablation.execute import eval_config, missing_evaluations
     rate, source = device_gflops(scale)
-    measured = None if scale.cfg.get('device_tflops') else measured_rate(store.records().values(), evaluations)
+    measured = None
+    if not scale.cfg.get('device_tflops') and not torch.cuda.is_available():   # the store rate is CPU time
+        configs = {name: eval_config(scale, name) for name in evaluations}
+        measured = measured_rate(store.records().values(), {n: c[2] for n, c in configs.items()},
+                                 extracts=any(c[0] != 'finetune' for c in configs.values()))
     todo_s = todo_measured_s = 0.0
     todo = 0
     rows = []
@@ -179,7 +184,8 @@ def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, lis
                      else '')
             print(f'at the store rate (the {measured.cells} latest cells of this host pretrained at a median '
                   f'{measured.gflops_per_cpu_s:.0f} GFLOP/s per CPU-second, {measured.low:.0f}-{measured.high:.0f}'
-                  f'{evals}): about {todo_measured_s / 3600:.1f} CPU-hours, if run the way those cells were')
+                  f'{evals}): about {todo_measured_s / 3600:.1f} hours per process (pretraining CPU time + '
+                  f'evaluation wall time), if run the way those cells were')
     if not todo:
         return None
     return (todo_measured_s if measured else todo_s) / todo

@@ -18,10 +18,11 @@ amp = False
 num_train_images = 50000
 # What each evaluation column is: protocol, eval config, overrides. 'lin' is the paper's [cls] probe.
 # The probes' numerics are pinned to bfloat16, not the eval configs' 'auto': every stored cell was evaluated
-# that way (on a CPU with bf16 units), and a cell evaluated in float32 on another CPU would carry another eval
-# hash and round its features differently from the rest of its table. On a CPU without bf16 units this costs
-# time (bf16 extraction is slower than float32 there), not accuracy. (Fine-tuning never reads extract.dtype; it is
-# pinned there too so that the ft column's eval hash stays what it was.)
+# that way (on a CPU with bf16 units). 'auto' resolves to float32 on a CPU without them, and the eval hash
+# records what it resolved to, so every stored cell would count as unevaluated there; its features would also
+# be rounded differently from the rest of its table. On such a CPU the pin costs time (emulated bf16), not
+# accuracy. (Fine-tuning never reads extract.dtype; it is pinned there too so that the ft column's eval hash
+# stays what it was.)
 bf16 = {'extract.dtype': 'bfloat16'}
 evaluations = dict(
     lin=dict(protocol='linear', config='configs/eval/linear_micro.py', options=bf16),

@@ -13,7 +13,6 @@ each, which is about three times slower per cell than the idle estimate).
 from __future__ import annotations
 
 import os
-import platform
 import statistics
 from dataclasses import dataclass
 
@@ -21,6 +20,7 @@ import torch
 
 from mimbench.ablation.axes import AblationError
 from mimbench.ablation.cells import Cell, Scale, repo_path
+from mimbench.ablation.store import this_host
 from mimbench.analysis import algorithm_flops, count_flops, matmul_gflops
 from mimbench.registry import MODELS
 
@@ -119,33 +119,43 @@ class MeasuredRate:
         return est.pretrain_gflop / self.gflops_per_cpu_s + (est.eval_s if self.eval_s is None else self.eval_s)
 
 
-def this_host() -> dict:
-    return dict(machine=platform.machine(), cpus=os.cpu_count())
-
-
-def measured_rate(records, evaluations: list[str], host: dict | None = None, window: int = 12,
-                  ) -> MeasuredRate | None:
+def measured_rate(records, eval_hashes: dict[str, str], host: dict | None = None, window: int = 12,
+                  extracts: bool = True) -> MeasuredRate | None:
     """The median throughput of the ``window`` most recently finished pretrained cells of ``host`` (default:
-    this machine) in the store ``records``, and the median time their evaluations took. Recent cells only,
-    because the way cells are run (threads, cells side by side) changes between sessions; None when fewer
-    than three cells qualify."""
-    from mmengine.config import Config
+    this machine, CPU model included) in the store ``records``, and the median time their evaluations
+    ``eval_hashes`` ({column: eval hash}; metrics of another eval config do not count) took, plus their
+    feature extraction when ``extracts``. Recent cells only, because the way cells are run (threads, cells
+    side by side) changes between sessions. None when fewer than three cells qualify.
+
+    Single-process CPU cells only: a DDP record's ``cpu_seconds`` is rank 0's alone, and a GPU cell's CPU time
+    says nothing about its speed. A record this function cannot read is skipped, not fatal: the estimate runs
+    before every sweep."""
     host = host or this_host()
-    mine = sorted((r for r in records if r and r.get('host') == host), key=lambda r: r.get('finished', ''))
-    rates = []
+    mine = sorted((r for r in records if r and r.get('host') == host), key=lambda r: r.get('finished') or '')
+    rates, evals = [], []
     for r in reversed(mine):
-        pre, flops = r.get('pretrain') or {}, r.get('flops_gflops_per_img') or {}
-        if not (pre.get('cpu_seconds') and pre.get('iters') and flops.get('train') and r.get('config_text')):
+        try:
+            pre, flops = r.get('pretrain') or {}, r.get('flops_gflops_per_img') or {}
+            if (pre.get('world_size') or 1) != 1 or not (pre.get('cpu_seconds') and flops.get('train')):
+                continue
+            rates.append(flops['train'] * pretrain_images(r) / pre['cpu_seconds'])
+        except Exception:   # noqa: BLE001 - an unreadable or older record must not stop a sweep's estimate
             continue
-        batch = Config.fromstring(r['config_text'], '.py').train_dataloader.batch_size
-        images = pre['iters'] * batch * (pre.get('world_size') or 1)
-        rates.append((flops['train'] * images / pre['cpu_seconds'], r))
+        metrics = r.get('metrics') or {}
+        if all(metrics.get(n, {}).get('eval_hash') == h and metrics[n].get('wall_time_s') is not None
+               for n, h in eval_hashes.items()):
+            evals.append((r.get('extract_seconds') or 0.0) * extracts
+                         + sum(metrics[n]['wall_time_s'] for n in eval_hashes))
         if len(rates) == window:
             break
     if len(rates) < 3:
         return None
-    evals = [r.get('extract_seconds', 0.0) + sum(r['metrics'][n]['wall_time_s'] for n in evaluations)
-             for _, r in rates if all(n in r.get('metrics', {}) for n in evaluations)]
-    values = [rate for rate, _ in rates]
-    return MeasuredRate(statistics.median(values), min(values), max(values),
+    return MeasuredRate(statistics.median(rates), min(rates), max(rates),
                         statistics.median(evals) if evals else None, len(rates))
+
+
+def pretrain_images(record: dict) -> int:
+    """Images one record's pretraining processed: iterations x the batch of its stored config."""
+    from mmengine.config import Config
+    batch = Config.fromstring(record['config_text'], '.py').train_dataloader.batch_size
+    return record['pretrain']['iters'] * batch

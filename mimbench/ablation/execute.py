@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import json
 import os
-import platform
 import signal
 import socket
 import subprocess
@@ -26,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mimbench.ablation.cells import REPO, Cell, Scale, repo_path
-from mimbench.ablation.store import ResultStore, code_version
+from mimbench.ablation.store import ResultStore, code_version, this_host
 from mimbench.fileio import read_json, write_json_atomic
 from mimbench.engine.runner import load_config
 
@@ -216,11 +215,23 @@ def eval_config(scale: Scale, name: str):
     from mimbench.evaluation.run import load_eval_config   # heavy imports only when evaluating
     spec = scale.evaluation(name)
     cfg = load_eval_config(spec['protocol'], repo_path(spec['config']), dict(spec.get('options', {})))
+    resolve_auto_dtypes(cfg)
     ident = {k: v for k, v in cfg.to_dict().items() if k not in ('data_root',)}
     ident['data'] = {k: ({kk: vv for kk, vv in v.items() if kk != 'root'} if isinstance(v, dict) else v)
                      for k, v in dict(ident.get('data', {})).items()}
     blob = json.dumps(ident, sort_keys=True, default=str)
     return spec['protocol'], cfg, hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def resolve_auto_dtypes(cfg) -> None:
+    """Replace an eval config's ``'auto'`` dtypes by what they resolve to here (evaluation runs on the CPU), so
+    that the eval hash says which numerics ran: 'auto' is bfloat16 on one CPU and float32 on another."""
+    from mimbench.evaluation.features import resolve_dtype
+    name = lambda dtype: str(resolve_dtype(dtype, 'cpu')).removeprefix('torch.')   # noqa: E731
+    if cfg.get('extract', {}).get('dtype') == 'auto':
+        cfg.extract.dtype = name('auto')
+    if cfg.get('token_dtype') == 'auto':
+        cfg.token_dtype = name('auto')
 
 
 def evaluate_cell(cell: Cell, scale: Scale, work_dir: Path, name: str, checkpoint: str | None, *,
@@ -349,8 +360,9 @@ def _run_cell(cell, scale, store, work_dir, evaluations, record, *, data_root, s
         method=cell.value.method, seed=cell.seed, pretrained=cell.value.pretrain, max_iters=cell.max_iters,
         config=os.path.relpath(cell.config_path, REPO) if cell.config_path.startswith(str(REPO)) else cell.config_path,
         options=cell.options, config_text=load_config(cell.config_path, cell.options).pretty_text,
-        pretrain=_portable(summary), metrics=metrics, extract_seconds=round(extract_s, 1), flops_gflops_per_img=cell_flops(cell), code_version=code_version(),
-        host=dict(machine=platform.machine(), cpus=os.cpu_count()),
+        pretrain=_portable(summary), metrics=metrics, extract_seconds=round(extract_s, 1),
+        flops_gflops_per_img=cell_flops(cell), code_version=code_version(),
+        host=this_host(),
         finished=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
         driver_seconds=round(time.perf_counter() - start, 1) + (record or {}).get('driver_seconds', 0.0))
     store.put(record)

@@ -9,6 +9,7 @@ trained once.
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 from pathlib import Path
 
@@ -46,6 +47,19 @@ class ResultStore:
         if not self.root.is_dir():
             return {}
         return {p.stem: read_json(p) for p in sorted(self.root.glob('*.json')) if not p.name.startswith('.')}
+
+
+def this_host() -> dict:
+    """What a record says about the machine that made it: architecture, core count and CPU model. Two VMs with
+    the same core count can differ threefold in a bf16-heavy step (with and without AVX512-BF16), so the model
+    name is part of it (``/proc/cpuinfo``; ``platform.processor()`` elsewhere)."""
+    model = platform.processor()
+    try:
+        with open('/proc/cpuinfo') as f:
+            model = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), model)
+    except OSError:
+        pass
+    return dict(machine=platform.machine(), cpus=os.cpu_count(), model=model)
 
 
 def code_version(repo: str | os.PathLike | None = None) -> str:

@@ -100,7 +100,7 @@ def normalize_tokens(tokens: torch.Tensor, eps: float = 1e-6, dtype: torch.dtype
 def attentive_probe(train: Features, test: Features, num_classes: int, *, num_heads: int = 8, epochs: int = 90,
                     batch_size: int = 1024, base_lr: float = 0.0125, warmup_epochs: float = 10,
                     optimizer: dict | None = None, seed: int = 0, threads: int | str | None = 1,
-                    token_dtype: str = 'bfloat16', log: Callable[[str], None] | None = None) -> ProbeResult:
+                    token_dtype: str = 'auto', log: Callable[[str], None] | None = None) -> ProbeResult:
     """Train an :class:`AttentiveProbeHead` on token features ``[N, L, D]``; return its ``test`` accuracy.
 
     Defaults follow CAE: SGD momentum 0.9, lr 0.4 at batch 8192 (base lr 0.0125 per 256), 90 epochs, no

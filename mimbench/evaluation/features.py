@@ -57,8 +57,10 @@ def resolve_dtype(name: str, device: torch.device | str = 'cpu') -> torch.dtype:
         raise ValueError(f'dtype must be one of {", ".join(map(repr, DTYPES))}, got {name!r}')
     if name == 'auto':
         device = torch.device(device)
-        fast = (torch.cuda.is_available() and torch.cuda.is_bf16_supported() if device.type == 'cuda'
-                else cpu_has_bfloat16_units() if device.type == 'cpu' else False)
+        if device.type == 'cuda':   # Ampere and newer; is_bf16_supported() alone also counts emulation
+            fast = torch.cuda.is_available() and torch.cuda.get_device_capability(device) >= (8, 0)
+        else:
+            fast = device.type == 'cpu' and cpu_has_bfloat16_units()
         return torch.bfloat16 if fast else torch.float32
     return getattr(torch, name)
 

@@ -104,7 +104,7 @@ def run_protocol(protocol: str, c: Config, train, test, encoder, seed: int, log:
         result = linear_probe(train, test, num_classes, **common)
     else:
         result = attentive_probe(train, test, num_classes, num_heads=c.get('num_heads') or _num_heads(encoder),
-                                 token_dtype=c.get('token_dtype', 'bfloat16'), **common)
+                                 token_dtype=c.get('token_dtype', 'auto'), **common)
     return result.accuracy, dict(result.hparams, seconds=result.seconds)
 
 

@@ -8,8 +8,8 @@ data = dict(
 )
 # Feature extraction: 250 images per forward pass (on 2 CPU cores larger batches were slower: 519 img/s at 250,
 # 247-487 at 500, activations fall out of cache). dtype 'auto' runs a bfloat16 copy of the encoder where the
-# device computes bf16 natively, float32 elsewhere: on a Xeon with AVX512-BF16, bf16 was about twice as fast
+# device computes bf16 natively, float32 elsewhere: on an AMD EPYC (Zen 4, AVX512-BF16), bf16 was twice as fast
 # as float32 with the same probe accuracy (micro MAE, linear / kNN top-1: cls 51.2 / 39.8 in bf16 vs 51.4 /
-# 39.7 in fp32; mean 56.7 / 44.1 in both); on a Xeon with AVX512F only it was slower (docs/evaluation.md).
+# 39.7 in fp32; mean 56.7 / 44.1 in both); on a CPU without bf16 units torch emulates it (docs/evaluation.md).
 # threads: None uses every core (fastest on an idle machine); 1 when another job shares the machine.
 extract = dict(batch_size=250, dtype='auto', num_workers=0, threads=None)

@@ -7,5 +7,5 @@ data = dict(
     test=dict(type='ImageFolder', root=data_root, split='val', pipeline=eval_pipeline),
     num_classes=1000,
 )
-# dtype 'auto': bfloat16 on a GPU (or CPU) that computes it natively, float32 elsewhere
+# dtype 'auto': bfloat16 where the extracting device computes it natively, float32 elsewhere
 extract = dict(batch_size=256, dtype='auto', num_workers=8, threads=None)
