@@ -15,7 +15,6 @@ on every device; a multiply-add = 2 FLOPs). The timing runs the normal (fused) k
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import datetime
 import json
@@ -30,6 +29,7 @@ from mmengine.config import Config
 from mimbench.analysis.benchmark import benchmark_algorithm, count_flops
 from mimbench.engine.runner import load_config
 from mimbench.fileio import write_text_atomic
+from mimbench.machine import cpu_model
 from mimbench.masking.indices import split_indices
 from mimbench.registry import MODELS
 
@@ -120,13 +120,7 @@ def train_flops(model: torch.nn.Module, imgs: torch.Tensor) -> int:
 def _machine(device: torch.device) -> str:
     if device.type == 'cuda':
         return torch.cuda.get_device_name(device)
-    name = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'):
-                name = line.split(':', 1)[1].strip()
-                break
-    return f'{name}, {os.cpu_count()} cores'
+    return f'{cpu_model() or platform.machine()}, {os.cpu_count()} cores'
 
 
 def measure_speed(cfg: Config, batch_size: int, iters: int, warmup: int,

@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 from mimbench.fileio import read_json, write_json_atomic
+from mimbench.machine import cpu_model
 
 STORE_VERSION = 1
 
@@ -52,14 +53,8 @@ class ResultStore:
 def this_host() -> dict:
     """What a record says about the machine that made it: architecture, core count and CPU model. Two VMs with
     the same core count can differ threefold in a bf16-heavy step (with and without AVX512-BF16), so the model
-    name is part of it (``/proc/cpuinfo``; ``platform.processor()`` elsewhere)."""
-    model = platform.processor()
-    try:
-        with open('/proc/cpuinfo') as f:
-            model = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), model)
-    except OSError:
-        pass
-    return dict(machine=platform.machine(), cpus=os.cpu_count(), model=model)
+    name is part of it."""
+    return dict(machine=platform.machine(), cpus=os.cpu_count(), model=cpu_model())
 
 
 def code_version(repo: str | os.PathLike | None = None) -> str:

@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from mimbench.data import InMemoryImages
+from mimbench.machine import cpuinfo_field
 
 POOLS = ('cls', 'mean', 'tokens')
 # Bump when what a cached file holds changes (pooling, dtype, layout): old files then never match.
@@ -42,12 +43,7 @@ def cpu_has_bfloat16_units() -> bool:
     """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX), read from ``/proc/cpuinfo``
     (False where there is none). Without those units torch emulates bf16 matmuls, and a bf16 copy of the
     encoder runs slower than the float32 one instead of faster (docs/evaluation.md)."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            flags = next((line.split(':', 1)[1].split() for line in f if line.startswith('flags')), [])
-    except OSError:
-        return False
-    return bool({'avx512_bf16', 'amx_bf16'} & set(flags))
+    return bool({'avx512_bf16', 'amx_bf16'} & set((cpuinfo_field('flags') or '').split()))
 
 
 def resolve_dtype(name: str, device: torch.device | str = 'cpu') -> torch.dtype:
