@@ -226,12 +226,12 @@ def eval_config(scale: Scale, name: str):
 def resolve_auto_dtypes(cfg) -> None:
     """Replace an eval config's ``'auto'`` dtypes by what they resolve to here (evaluation runs on the CPU), so
     that the eval hash says which numerics ran: 'auto' is bfloat16 on one CPU and float32 on another."""
-    from mimbench.evaluation.features import resolve_dtype
-    name = lambda dtype: str(resolve_dtype(dtype, 'cpu')).removeprefix('torch.')   # noqa: E731
+    from mimbench.evaluation.features import dtype_name, resolve_dtype
+    here = dtype_name(resolve_dtype('auto', 'cpu'))
     if cfg.get('extract', {}).get('dtype') == 'auto':
-        cfg.extract.dtype = name('auto')
+        cfg.extract.dtype = here
     if cfg.get('token_dtype') == 'auto':
-        cfg.token_dtype = name('auto')
+        cfg.token_dtype = here
 
 
 def evaluate_cell(cell: Cell, scale: Scale, work_dir: Path, name: str, checkpoint: str | None, *,

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mimbench.evaluation.features import Features, resolve_dtype
+from mimbench.evaluation.features import Features, dtype_name, resolve_dtype
 from mimbench.evaluation.probe import ProbeResult, train_probe
 from mimbench.registry import HEADS
 
@@ -122,5 +122,5 @@ def attentive_probe(train: Features, test: Features, num_classes: int, *, num_he
                              base_lr=base_lr, warmup_epochs=warmup_epochs, seed=seed, threads=threads, log=log)
     finally:
         head.inputs_normalized = False    # the returned head takes raw tokens again
-    result.hparams.update(num_heads=num_heads, token_dtype=str(run_dtype).removeprefix('torch.'))
+    result.hparams.update(num_heads=num_heads, token_dtype=dtype_name(run_dtype))
     return result

@@ -61,6 +61,11 @@ def resolve_dtype(name: str, device: torch.device | str = 'cpu') -> torch.dtype:
     return getattr(torch, name)
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.bfloat16`` -> ``'bfloat16'``: the name configs, cache keys and records use."""
+    return str(dtype).removeprefix('torch.')
+
+
 @dataclass
 class Features:
     """``features [N, D]`` (or ``[N, L, D]`` for tokens) and ``labels [N]`` int64 of one dataset split."""
@@ -225,7 +230,7 @@ def cached_features(loaded, dataset: Dataset, split: str, pools: Sequence[str], 
     ``{'cache_hits': [...], 'extracted': [...], 'seconds': s, 'files': {pool: path}, 'dtype': what ran}``.
     """
     # the dtype that runs, so 'auto' shares files with the name it resolved to
-    dtype = str(resolve_dtype(dtype, next(loaded.encoder.parameters()).device)).removeprefix('torch.')
+    dtype = dtype_name(resolve_dtype(dtype, next(loaded.encoder.parameters()).device))
     key = {'weights': loaded.identity, 'data': dataset_fingerprint(dataset), 'dtype': dtype,
            'mean': loaded.preprocessor.mean.flatten().tolist(), 'std': loaded.preprocessor.std.flatten().tolist()}
     report = {'cache_hits': [], 'extracted': [], 'seconds': 0.0, 'files': {}, 'dtype': dtype}
