@@ -106,6 +106,35 @@ def test_seed_and_every_config_change_make_a_new_key_but_locations_and_runtime_k
     assert key_with(custom_hooks=None) == key_with(custom_hooks=[])
 
 
+def test_a_cell_whose_weight_file_is_missing_still_finds_its_record_but_a_changed_file_does_not(micro, tmp_path):
+    """A fresh clone has no tokenizer (work_dirs/ is not committed): its token cells must still be reported."""
+    from mimbench.ablation.axes import AxisValue
+    from mimbench.ablation.cells import find_record
+    tokenizer = tmp_path / 'tokenizer.pth'
+    value = AxisValue('token', 'token', {'model.target': dict(_delete_=True, type='TokenTarget',
+                                                             checkpoint=str(tokenizer))})
+
+    def cell():
+        return make_cell(micro, get_axis('target'), value, 0)
+
+    tokenizer.write_bytes(b'the tokenizer the cell was trained with')
+    trained = cell()
+    record = dict(key=trained.key, seed=0, pretrained=True, max_iters=None, scale='micro',
+                  config_text=trained.config().pretty_text)
+    store = {trained.key: record}
+    assert find_record(store, trained, micro) is record
+
+    tokenizer.unlink()
+    fresh_clone = cell()
+    assert fresh_clone.key != trained.key                     # the content hash is gone from the key
+    assert find_record(store, fresh_clone, micro) is record   # ... yet the record is found by its config
+
+    tokenizer.write_bytes(b'a retrained tokenizer')
+    assert find_record(store, cell(), micro) is None          # another tokenizer is another cell
+    tokenizer.unlink()
+    assert find_record(store, make_cell(micro, get_axis('target'), value, 1), micro) is None   # so is another seed
+
+
 def test_numeric_axes_take_new_values_and_categorical_axes_list_theirs(micro):
     assert [c.value.key for c in expand(micro, ['decoder_depth'], 1, ['3'])] == ['3']
     assert expand(micro, ['mask_ratio'], 1, ['0.65'])[0].value.paper.lin is None

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from mimbench.ablation.axes import AXES, SPECIAL_AXES, AblationError  # noqa: E402
-from mimbench.ablation.cells import Scale, expand  # noqa: E402
+from mimbench.ablation.cells import Scale, expand, find_record  # noqa: E402
 from mimbench.ablation.report import GROUPS, write_report, write_status  # noqa: E402
 from mimbench.ablation.store import ResultStore  # noqa: E402
 from mimbench.engine.runner import load_config  # noqa: E402
@@ -160,7 +160,7 @@ def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, lis
     rows = []
     for cell in cells:
         est = estimate_cell(cell, scale, evaluations, rate)
-        done = not missing_evaluations(store.get(cell.key), scale, evaluations)
+        done = not missing_evaluations(find_record(store, cell, scale), scale, evaluations)
         if not done:
             todo_s += est.total_s
             todo_measured_s += measured.total_s(est) if measured else 0.0

@@ -185,3 +185,51 @@ def expand(scale: Scale, axis_names: list[str], seeds: int | list[int], values: 
                     seen.add(cell.key)
                     cells.append(cell)
     return cells
+
+
+def missing_weight_files(cfg: Config) -> list[str]:
+    """Weight files the config reads (its string ``checkpoint`` keys, e.g. a tokenizer) that are not here."""
+    missing = []
+
+    def walk(obj):
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                if k in _CONTENT_KEYS and isinstance(v, str) and not os.path.isfile(repo_path(v)):
+                    missing.append(v)
+                walk(v)
+        elif isinstance(obj, (list, tuple)):
+            for v in obj:
+                walk(v)
+    walk(cfg.to_dict())
+    return missing
+
+
+# (record key, amp) -> the key the record's config gets on this machine; configs do not change under a run.
+_KEY_HERE: dict[tuple[str, bool], str | None] = {}
+
+
+def _key_here(record: dict, amp: bool) -> str | None:
+    memo = (record['key'], amp)
+    if memo not in _KEY_HERE:
+        cfg = Config.fromstring(record['config_text'], '.py') if record.get('config_text') else None
+        _KEY_HERE[memo] = None if cfg is None or not missing_weight_files(cfg) else cell_key(
+            cfg, record['seed'], record.get('pretrained', True), amp=amp, max_iters=record.get('max_iters'))
+    return _KEY_HERE[memo]
+
+
+def find_record(records, cell: Cell, scale: Scale) -> dict | None:
+    """The stored record of ``cell``, from a ``ResultStore`` or a ``{key: record}`` dict; None if unrun.
+
+    A cell that reads a weight file (the token target's tokenizer) has that file's content hash in its key.
+    Where the file is missing, as on a fresh clone (work_dirs/ is not committed), the cell's key here differs
+    from the key its record was stored under, and finished cells would look unrun. Then the record is found by
+    the key its own config gets here, where the file is missing for both alike: a match on everything the
+    config says but the file's content, which cannot be checked without it. A file that is here must match
+    by content, so a retrained tokenizer never reuses the old one's results.
+    """
+    record = records.get(cell.key)
+    if record is not None or not missing_weight_files(cell.config()):
+        return record
+    stored = records if isinstance(records, dict) else records.records()
+    amp = bool(scale.cfg.get('amp'))
+    return next((r for r in stored.values() if r and _key_here(r, amp) == cell.key), None)

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from mimbench.ablation.cells import REPO, Cell, Scale, repo_path
+from mimbench.ablation.cells import REPO, Cell, Scale, find_record, repo_path
 from mimbench.ablation.store import ResultStore, code_version, this_host
 from mimbench.fileio import read_json, write_json_atomic
 from mimbench.engine.runner import load_config
@@ -321,7 +321,7 @@ def cell_flops(cell: Cell) -> dict:
 def run_cell(cell: Cell, scale: Scale, store: ResultStore, work_root: str | os.PathLike, evaluations: list[str], *,
              data_root: str | None = None, stream: bool = True, log: Log = print) -> dict:
     """Run whatever the cell still lacks and return its store record."""
-    record = store.get(cell.key)
+    record = find_record(store, cell, scale)
     if not missing_evaluations(record, scale, evaluations):
         return record
     work_dir = cell_work_dir(work_root, cell)

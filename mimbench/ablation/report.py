@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mimbench.ablation.axes import AXES, PAPER_ENCODER_WIDTH, AblationError, Axis, AxisValue, get_axis
-from mimbench.ablation.cells import Scale, make_cell
+from mimbench.ablation.cells import Scale, find_record, make_cell
 from mimbench.ablation.store import ResultStore
 from mimbench.fileio import save_figure, write_text_atomic
 
@@ -64,8 +64,8 @@ def axis_rows(scale: Scale, axis: Axis, store: ResultStore, values: list[str] | 
             cell = make_cell(scale, axis, value, seed)
             if seed == 0 and base is not None and cell.key == base:
                 row.ours_default = True
-            if cell.key in all_records:
-                row.records.append(all_records[cell.key])
+            if (record := find_record(all_records, cell, scale)) is not None:
+                row.records.append(record)
         rows.append(row)
     return rows
 
