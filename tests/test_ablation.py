@@ -135,6 +135,23 @@ def test_a_cell_whose_weight_file_is_missing_still_finds_its_record_but_a_change
     assert find_record(store, make_cell(micro, get_axis('target'), value, 1), micro) is None   # so is another seed
 
 
+def test_a_finished_cell_whose_weight_file_is_missing_is_estimated_from_its_record(micro, tmp_path):
+    """--dry-run (and every sweep, which estimates first) must not need a tokenizer for cells already run."""
+    from mimbench.ablation.axes import AxisValue
+    value = AxisValue('token', 'token', {'model.target': dict(_delete_=True, type='TokenTarget',
+                                                             checkpoint=str(tmp_path / 'absent.pth'))})
+    cell = make_cell(micro, get_axis('target'), value, 0)
+    with pytest.raises(AblationError, match='target=token seed 0 cannot be built.*tokenizer checkpoint'):
+        estimate_cell(cell, micro, ['knn'], gflops_per_s=100.0)       # unrun: it must build, and cannot
+    record = dict(key=cell.key, flops_gflops_per_img=dict(train=1.5))
+    est = estimate_cell(cell, micro, ['knn'], gflops_per_s=100.0, record=record)
+    pixel = estimate_cell(expand(micro, ['target'], 1, ['pixel'])[0], micro, ['knn'], gflops_per_s=100.0)
+    assert est.train_gflops == 1.5
+    assert est.pretrain_gflop == pytest.approx(1.5 * pixel.pretrain_gflop / pixel.train_gflops)
+    assert est.encoder_gflops == pytest.approx(pixel.encoder_gflops)   # extraction runs the same encoder
+    assert est.eval_s == pytest.approx(pixel.eval_s)
+
+
 def test_numeric_axes_take_new_values_and_categorical_axes_list_theirs(micro):
     assert [c.value.key for c in expand(micro, ['decoder_depth'], 1, ['3'])] == ['3']
     assert expand(micro, ['mask_ratio'], 1, ['0.65'])[0].value.paper.lin is None

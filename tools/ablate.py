@@ -159,8 +159,9 @@ def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, lis
     todo = 0
     rows = []
     for cell in cells:
-        est = estimate_cell(cell, scale, evaluations, rate)
-        done = not missing_evaluations(find_record(store, cell, scale), scale, evaluations)
+        record = find_record(store, cell, scale)
+        est = estimate_cell(cell, scale, evaluations, rate, record)
+        done = not missing_evaluations(record, scale, evaluations)
         if not done:
             todo_s += est.total_s
             todo_measured_s += measured.total_s(est) if measured else 0.0

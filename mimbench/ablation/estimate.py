@@ -19,10 +19,10 @@ from dataclasses import dataclass
 import torch
 
 from mimbench.ablation.axes import AblationError
-from mimbench.ablation.cells import Cell, Scale, repo_path
+from mimbench.ablation.cells import Cell, Scale, missing_weight_files, repo_path
 from mimbench.ablation.store import this_host
 from mimbench.analysis import algorithm_flops, count_flops, matmul_gflops
-from mimbench.registry import MODELS
+from mimbench.registry import ENCODERS, MODELS
 
 
 @dataclass
@@ -79,15 +79,27 @@ def build_cell_model(cell: Cell):
         raise AblationError(f'{cell.name} cannot be built: {type(err).__name__}: {err}') from err
 
 
-def estimate_cell(cell: Cell, scale: Scale, evaluations: list[str], gflops_per_s: float) -> CellEstimate:
-    model, cfg = build_cell_model(cell)
+def estimate_cell(cell: Cell, scale: Scale, evaluations: list[str], gflops_per_s: float,
+                  record: dict | None = None) -> CellEstimate:
+    """FLOPs and idle-machine seconds of ``cell`` at ``gflops_per_s``. ``record`` is the cell's stored record,
+    if any: when the model cannot be built here because a weight file it reads is missing (a fresh clone has no
+    tokenizer), the step's FLOPs come from the record and the extraction FLOPs from the encoder alone, which
+    reads no such file. A cell without a record still has to build, so a bad value fails before training."""
+    cfg = cell.config()
+    stored_flops = (record or {}).get('flops_gflops_per_img') or {}
+    if stored_flops.get('train') and missing_weight_files(cfg):
+        train_gflops = stored_flops['train']
+        encoder = ENCODERS.build(cfg.model.encoder)
+    else:
+        model, cfg = build_cell_model(cell)
+        train_gflops = algorithm_flops(model, cfg.model.encoder.img_size)['train']
+        encoder = model.encoder
     img = cfg.model.encoder.img_size
-    flops = algorithm_flops(model, img)
     with torch.no_grad():
-        encoder_gflops = count_flops(lambda: model.encoder(torch.randn(1, 3, img, img))) / 1e9
+        encoder_gflops = count_flops(lambda: encoder(torch.randn(1, 3, img, img))) / 1e9
     images = scale.cfg.num_train_images
     epochs = cfg.train_cfg.get('max_epochs', 1)
-    pretrain_gflop = flops['train'] * images * epochs if cell.value.pretrain else 0.0
+    pretrain_gflop = train_gflops * images * epochs if cell.value.pretrain else 0.0
     eval_s, extracted = 0.0, False
     probe_s = dict(scale.cfg.get('probe_seconds', {}))
     for name in evaluations:
@@ -101,7 +113,7 @@ def estimate_cell(cell: Cell, scale: Scale, evaluations: list[str], gflops_per_s
             eval_s += encoder_gflops * images * (1 + scale.cfg.get('test_fraction', 0.2)) / gflops_per_s
             extracted = True
         eval_s += probe_s.get(name, 0.0)
-    return CellEstimate(cell, flops['train'], encoder_gflops, pretrain_gflop, pretrain_gflop / gflops_per_s, eval_s)
+    return CellEstimate(cell, train_gflops, encoder_gflops, pretrain_gflop, pretrain_gflop / gflops_per_s, eval_s)
 
 
 @dataclass
