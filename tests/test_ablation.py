@@ -286,6 +286,40 @@ def test_a_sweep_writes_one_record_per_cell_and_a_rerun_skips_finished_cells(tin
     assert lines[0].startswith('2 cells: 2 already in')
 
 
+def test_the_store_keeps_the_tokenizer_a_cell_read_and_restores_it_where_it_is_missing(tiny, tmp_path):
+    """work_dirs/ is not committed: without the kept copy, a fresh clone could never add a seed to a token
+    cell with the tokenizer its first seed used."""
+    from mimbench.ablation.axes import AxisValue
+    from mimbench.ablation.cells import restore_weight_files
+    from tests.fixtures.tokenizers import make_tokenizer_file
+    tokenizer = tmp_path / 'tok' / 'tokenizer.pth'
+    tokenizer.parent.mkdir()
+    make_tokenizer_file(tokenizer)
+    value = AxisValue('token', 'token', {'model.target': dict(_delete_=True, type='TokenTarget',
+                                                             checkpoint=str(tokenizer))})
+    cell = make_cell(tiny, get_axis('target'), value, 0)
+    record = run_sweep([cell], _spec(tmp_path), log=lambda _: None)[0]
+    store = ResultStore(tmp_path / 'store')
+    kept = store.root / record['weight_files'][str(tokenizer)]
+    assert kept.read_bytes() == tokenizer.read_bytes()
+    assert list(store.records()) == [cell.key]                  # the copy is not mistaken for a record
+
+    assert restore_weight_files(store, log=lambda _: None) == []  # present: left alone
+    original = tokenizer.read_bytes()
+    tokenizer.unlink()
+    lines = []
+    assert restore_weight_files(store, log=lines.append) == [str(tokenizer)]
+    assert tokenizer.read_bytes() == original and 'restored' in lines[0]
+    assert make_cell(tiny, get_axis('target'), value, 0).key == cell.key   # the same cell again, by content
+
+    make_tokenizer_file(tokenizer, vocab_size=8)                 # a second tokenizer, kept by a second record
+    store.put(dict(record, key='other', weight_files={str(tokenizer): store.keep_file(tokenizer)}))
+    tokenizer.unlink()
+    lines.clear()
+    assert restore_weight_files(store, log=lines.append) == []   # two versions: the user chooses
+    assert not tokenizer.exists() and 'keeps 2 versions' in lines[0]
+
+
 def test_a_new_evaluation_is_added_to_finished_cells_without_pretraining_again(tiny, tmp_path, monkeypatch):
     cells = expand(tiny, ['decoder_depth'], 1, ['1'])
     run_sweep(cells, _spec(tmp_path), log=lambda _: None)

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from mimbench.ablation.axes import AXES, SPECIAL_AXES, AblationError  # noqa: E402
-from mimbench.ablation.cells import Scale, expand, find_record  # noqa: E402
+from mimbench.ablation.cells import Scale, expand, find_record, restore_weight_files  # noqa: E402
 from mimbench.ablation.report import GROUPS, write_report, write_status  # noqa: E402
 from mimbench.ablation.store import ResultStore  # noqa: E402
 from mimbench.engine.runner import load_config  # noqa: E402
@@ -99,6 +99,7 @@ def main(argv=None) -> None:
             raise AblationError(f'give --axis (one or more of: {", ".join(AXIS_CHOICES)}) or --report')
         store_dir = args.store or str(Path(args.results) / 'ablation' / scale.name)
         store = ResultStore(store_dir)
+        restore_weight_files(store)     # before any cell key is computed: keys hash the tokenizer's content
         if args.report:
             stored = {r['axis'] for r in store.records().values() if r and r.get('scale') == scale.name}
             if not stored:

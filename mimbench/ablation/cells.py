@@ -187,21 +187,51 @@ def expand(scale: Scale, axis_names: list[str], seeds: int | list[int], values: 
     return cells
 
 
-def missing_weight_files(cfg: Config) -> list[str]:
-    """Weight files the config reads (its string ``checkpoint`` keys, e.g. a tokenizer) that are not here."""
-    missing = []
+def weight_files(cfg: Config) -> list[str]:
+    """The weight files the config reads (its string ``checkpoint`` keys, e.g. a tokenizer), as written there."""
+    found = []
 
     def walk(obj):
         if isinstance(obj, dict):
             for k, v in obj.items():
-                if k in _CONTENT_KEYS and isinstance(v, str) and not os.path.isfile(repo_path(v)):
-                    missing.append(v)
+                if k in _CONTENT_KEYS and isinstance(v, str):
+                    found.append(v)
                 walk(v)
         elif isinstance(obj, (list, tuple)):
             for v in obj:
                 walk(v)
     walk(cfg.to_dict())
-    return missing
+    return found
+
+
+def missing_weight_files(cfg: Config) -> list[str]:
+    """The config's weight files that are not on this machine."""
+    return [path for path in weight_files(cfg) if not os.path.isfile(repo_path(path))]
+
+
+def restore_weight_files(store, log=print) -> list[str]:
+    """Copy back the weight files the store's cells read (their records' ``weight_files``: configured path ->
+    kept copy) that are missing here, as on a fresh clone, so that more seeds of a stored cell train with the
+    very tokenizer its first seeds did, and stored cells match by content. A path with several kept versions
+    is left alone with a note: which one to use is the user's choice. Returns the restored paths."""
+    from mimbench.ablation.store import copy_atomic
+    kept: dict[str, set[str]] = {}
+    for record in store.records().values():
+        for path, copy in ((record or {}).get('weight_files') or {}).items():
+            kept.setdefault(path, set()).add(copy)
+    restored = []
+    for path, copies in sorted(kept.items()):
+        if os.path.isfile(repo_path(path)):
+            continue
+        available = sorted(str(store.root / c) for c in copies if (store.root / c).is_file())
+        if len(available) > 1:
+            log(f'note: {path} is missing and the results store keeps {len(available)} versions of it '
+                f'({", ".join(available)}); copy the one to use to {path}')
+        elif available:
+            copy_atomic(available[0], repo_path(path))
+            log(f'restored {path} from the results store ({available[0]}): the file its stored cells read')
+            restored.append(path)
+    return restored
 
 
 # (record key, amp) -> the key the record's config gets on this machine; configs do not change under a run.

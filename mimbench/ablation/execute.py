@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from mimbench.ablation.cells import REPO, Cell, Scale, find_record, repo_path
+from mimbench.ablation.cells import REPO, Cell, Scale, find_record, repo_path, weight_files
 from mimbench.ablation.store import ResultStore, code_version, this_host
 from mimbench.fileio import read_json, write_json_atomic
 from mimbench.engine.runner import load_config
@@ -362,6 +362,7 @@ def _run_cell(cell, scale, store, work_dir, evaluations, record, *, data_root, s
         options=cell.options, config_text=load_config(cell.config_path, cell.options).pretty_text,
         pretrain=_portable(summary), metrics=metrics, extract_seconds=round(extract_s, 1),
         flops_gflops_per_img=cell_flops(cell), code_version=code_version(),
+        weight_files={path: store.keep_file(repo_path(path)) for path in weight_files(cell.config())},
         host=this_host(),
         finished=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
         driver_seconds=round(time.perf_counter() - start, 1) + (record or {}).get('driver_seconds', 0.0))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -43,11 +44,37 @@ class ResultStore:
             raise ValueError('a store record needs its cell key')
         return write_json_atomic(self.path(record['key']), dict(record, store_version=STORE_VERSION))
 
+    def keep_file(self, path: str | os.PathLike) -> str:
+        """Keep a copy of the file ``path`` in the store, named by its content: ``files/<sha256[:16]><suffix>``.
+        Weight files that cells read (a tokenizer) live under work_dirs/, which is not committed; the copy is,
+        so the exact file outlives the machine that made it. Returns the copy's path relative to the store;
+        a file kept before is not copied again."""
+        from mimbench.evaluation.encoder import file_sha256
+        src = Path(path)
+        rel = Path('files') / f'{file_sha256(src)[:16]}{src.suffix}'
+        copy_atomic(src, self.root / rel)
+        return rel.as_posix()
+
     def records(self) -> dict[str, dict]:
         """Every record, by key (temporary files of an interrupted write are ignored)."""
         if not self.root.is_dir():
             return {}
         return {p.stem: read_json(p) for p in sorted(self.root.glob('*.json')) if not p.name.startswith('.')}
+
+
+def copy_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Copy ``src`` to ``dst`` through a temporary file and a rename (a reader never sees half a weight file);
+    nothing happens when ``dst`` exists."""
+    dst = Path(dst)
+    if dst.exists():
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f'.{dst.name}.{os.getpid()}.tmp')
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def this_host() -> dict:
