@@ -7,6 +7,7 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -70,6 +71,19 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def copy_once(src: str | os.PathLike, dst: str | os.PathLike) -> bool:
+    """Copy ``src`` to ``dst`` atomically unless ``dst`` exists; a copy another process publishes first wins.
+    Returns whether this call wrote ``dst``."""
+    if Path(dst).exists():
+        return False
+    try:
+        with atomic_path(dst, exclusive=True) as tmp:
+            shutil.copyfile(src, tmp)
+    except FileExistsError:
+        return False
+    return True
 
 
 def write_json_atomic(path: str | os.PathLike, data: dict, indent: int = 1, sort_keys: bool = True) -> Path:

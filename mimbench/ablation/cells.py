@@ -16,6 +16,7 @@ from mmengine.config import Config
 
 from mimbench.ablation.axes import AblationError, Axis, AxisValue, ScaleContext, get_axis
 from mimbench.engine.runner import load_config
+from mimbench.fileio import copy_once
 
 REPO = Path(__file__).resolve().parents[2]
 SCALES_DIR = REPO / 'configs' / 'ablation'
@@ -214,7 +215,6 @@ def restore_weight_files(store, log=print) -> list[str]:
     kept copy) that are missing here, as on a fresh clone, so that more seeds of a stored cell train with the
     very tokenizer its first seeds did, and stored cells match by content. A path with several kept versions
     is left alone with a note: which one to use is the user's choice. Returns the restored paths."""
-    from mimbench.ablation.store import copy_atomic
     kept: dict[str, set[str]] = {}
     for record in store.records().values():
         for path, copy in ((record or {}).get('weight_files') or {}).items():
@@ -228,7 +228,7 @@ def restore_weight_files(store, log=print) -> list[str]:
             log(f'note: {path} is missing and the results store keeps {len(available)} versions of it '
                 f'({", ".join(available)}); copy the one to use to {path}')
         elif available:
-            copy_atomic(available[0], repo_path(path))
+            copy_once(available[0], repo_path(path))
             log(f'restored {path} from the results store ({available[0]}): the file its stored cells read')
             restored.append(path)
     return restored

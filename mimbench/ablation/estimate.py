@@ -69,12 +69,12 @@ def busy_note(threads: int) -> str:
     return f' [{"; ".join(notes)}: the times below are too long for an idle run]' if notes else ''
 
 
-def build_cell_model(cell: Cell):
-    """Build the cell's pretraining model, turning a bad value into an error that names the cell."""
-    cfg = cell.config()
+def build_cell_model(cell: Cell, cfg):
+    """Build the cell's pretraining model from its config ``cfg``, turning a bad value into an error that names
+    the cell."""
     try:
         torch.manual_seed(0)
-        return MODELS.build(cfg.model), cfg
+        return MODELS.build(cfg.model)
     except Exception as err:   # noqa: BLE001 - any build failure is the value's fault; say which one
         raise AblationError(f'{cell.name} cannot be built: {type(err).__name__}: {err}') from err
 
@@ -91,7 +91,7 @@ def estimate_cell(cell: Cell, scale: Scale, evaluations: list[str], gflops_per_s
         train_gflops = stored_flops['train']
         encoder = ENCODERS.build(cfg.model.encoder)
     else:
-        model, cfg = build_cell_model(cell)
+        model = build_cell_model(cell, cfg)
         train_gflops = algorithm_flops(model, cfg.model.encoder.img_size)['train']
         encoder = model.encoder
     img = cfg.model.encoder.img_size

@@ -27,7 +27,6 @@ from pathlib import Path
 from mimbench.ablation.cells import REPO, Cell, Scale, find_record, repo_path, weight_files
 from mimbench.ablation.store import ResultStore, code_version, this_host
 from mimbench.fileio import read_json, write_json_atomic
-from mimbench.engine.runner import load_config
 
 Log = Callable[[str], None]
 TRAIN_TOOL = REPO / 'tools' / 'train.py'
@@ -355,14 +354,15 @@ def _run_cell(cell, scale, store, work_dir, evaluations, record, *, data_root, s
         metrics[name] = dict(accuracy=result['accuracy'], wall_time_s=result['wall_time_s'],
                              eval_hash=result['eval_hash'])
         log(f'  {cell.name}: {name} top-1 {result["accuracy"]:.2f}% ({result["wall_time_s"]:.0f} s)')
+    cfg = cell.config()
     record = dict(
         key=cell.key, scale=cell.scale, axis=cell.axis, value=cell.value.key, label=cell.value.label,
         method=cell.value.method, seed=cell.seed, pretrained=cell.value.pretrain, max_iters=cell.max_iters,
         config=os.path.relpath(cell.config_path, REPO) if cell.config_path.startswith(str(REPO)) else cell.config_path,
-        options=cell.options, config_text=load_config(cell.config_path, cell.options).pretty_text,
+        options=cell.options, config_text=cfg.pretty_text,
         pretrain=_portable(summary), metrics=metrics, extract_seconds=round(extract_s, 1),
         flops_gflops_per_img=cell_flops(cell), code_version=code_version(),
-        weight_files={path: store.keep_file(repo_path(path)) for path in weight_files(cell.config())},
+        weight_files={path: store.keep_file(repo_path(path)) for path in weight_files(cfg)},
         host=this_host(),
         finished=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
         driver_seconds=round(time.perf_counter() - start, 1) + (record or {}).get('driver_seconds', 0.0))

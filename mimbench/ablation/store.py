@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
 import subprocess
 from pathlib import Path
 
-from mimbench.fileio import read_json, write_json_atomic
+from mimbench.fileio import copy_once, read_json, write_json_atomic
 from mimbench.machine import cpu_model
 
 STORE_VERSION = 1
@@ -52,7 +51,7 @@ class ResultStore:
         from mimbench.evaluation.encoder import file_sha256
         src = Path(path)
         rel = Path('files') / f'{file_sha256(src)[:16]}{src.suffix}'
-        copy_atomic(src, self.root / rel)
+        copy_once(src, self.root / rel)
         return rel.as_posix()
 
     def records(self) -> dict[str, dict]:
@@ -60,21 +59,6 @@ class ResultStore:
         if not self.root.is_dir():
             return {}
         return {p.stem: read_json(p) for p in sorted(self.root.glob('*.json')) if not p.name.startswith('.')}
-
-
-def copy_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """Copy ``src`` to ``dst`` through a temporary file and a rename (a reader never sees half a weight file);
-    nothing happens when ``dst`` exists."""
-    dst = Path(dst)
-    if dst.exists():
-        return
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f'.{dst.name}.{os.getpid()}.tmp')
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def this_host() -> dict:
