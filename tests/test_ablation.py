@@ -481,6 +481,28 @@ def test_report_rows_hold_mean_and_std_over_seeds_and_mark_both_defaults(tiny, t
     assert by_key['8'].value.paper_default and by_key['8'].value.paper.lin == 73.5
 
 
+def test_records_that_match_no_current_cell_are_left_out_of_the_tables_with_the_reason(tiny, tmp_path):
+    """A changed config or a retrained tokenizer makes new cells; the old records stay in the store, and the
+    table and the status page say how many they leave out and why."""
+    from mimbench.ablation.report import write_status
+    store = _fixture_store(tiny, tmp_path)
+    before = write_report(tiny, ['decoder_depth', 'decoder_width'], store, tmp_path / 'before', plots=False)
+    store.put(dict(axis='decoder_depth', value='1', seed=0, scale='tiny', key='0123456789abcdef', metrics={},
+                   pretrain=dict(cpu_seconds=7200.0),
+                   config_text="model = dict(target=dict(type='TokenTarget', checkpoint='work_dirs/tok.pth'))\n"))
+    (table,) = write_report(tiny, ['decoder_depth', 'decoder_width'], store, tmp_path / 'after', plots=False)
+    assert table.read_text() == before[0].read_text().replace(
+        'top-1 % (fine-tune / linear). "default" marks our base setting and the paper\'s; "~" marks paper values '
+        'read off a figure.\n\n| blocks',
+        'top-1 % (fine-tune / linear). "default" marks our base setting and the paper\'s; "~" marks paper values '
+        'read off a figure. 1 stored record of this axis is not shown: its config changed since it ran, or the '
+        'weight file it read (work_dirs/tok.pth) has other content here.\n\n| blocks', 1)
+    status = write_status(tiny, store, tmp_path / 'after').read_text()
+    assert status.endswith('\n\n1 more stored record (2.00 CPU-hours) is in no table: its config changed since it '
+                           'ran, or the weight file it read (work_dirs/tok.pth) has other content here. The store '
+                           'keeps it: 0123456789abcdef.\n')
+
+
 def test_every_axis_has_a_title_column_and_paper_finding():
     for axis in AXES.values():
         assert axis.title and axis.column and axis.finding

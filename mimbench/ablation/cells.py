@@ -205,6 +205,12 @@ def weight_files(cfg: Config) -> list[str]:
     return found
 
 
+def record_weight_files(record: dict) -> list[str]:
+    """The weight files a stored record's config reads (none for a record without its config text)."""
+    text = record.get('config_text')
+    return weight_files(Config.fromstring(text, '.py')) if text else []
+
+
 def missing_weight_files(cfg: Config) -> list[str]:
     """The config's weight files that are not on this machine."""
     return [path for path in weight_files(cfg) if not os.path.isfile(repo_path(path))]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mimbench.ablation.axes import AXES, PAPER_ENCODER_WIDTH, AblationError, Axis, AxisValue, get_axis
-from mimbench.ablation.cells import Scale, find_record, make_cell
+from mimbench.ablation.cells import Scale, find_record, make_cell, record_weight_files
 from mimbench.ablation.store import ResultStore
 from mimbench.fileio import save_figure, write_text_atomic
 
@@ -158,14 +158,24 @@ def _cost(rows: list[Row]) -> tuple[int, float, float]:
     return len(seen), cpu / 3600, wall / 3600
 
 
-def stale_records(scale: Scale, axis: Axis, store: ResultStore, rows: list[Row]) -> int:
-    """Records run for this axis whose key no current cell has: their config changed since (not shown)."""
+def stale_records(scale: Scale, axis: Axis, store: ResultStore, rows: list[Row]) -> list[dict]:
+    """Records run for this axis that no row shows (see :func:`why_not_shown`)."""
     shown = {r['key'] for row in rows for r in row.records}
-    return sum(1 for r in store.records().values()
-               if r and r.get('axis') == axis.name and r.get('scale') == scale.name and r['key'] not in shown)
+    return [r for r in store.records().values()
+            if r and r.get('axis') == axis.name and r.get('scale') == scale.name and r['key'] not in shown]
 
 
-def axis_table(scale: Scale, axis: Axis, rows: list[Row], stale: int = 0, heading: bool = True) -> str:
+def why_not_shown(records: list[dict]) -> str:
+    """Why stored records match no current cell: a changed config, or, for configs that read a weight file,
+    a file whose content here differs from the one they ran with (a retrained tokenizer is another cell)."""
+    files = sorted({path for r in records for path in record_weight_files(r)})
+    one = len(records) == 1
+    return ('its config changed since it ran' if one else 'their configs changed since they ran') + (
+        f', or the weight file {"it" if one else "they"} read ({", ".join(files)}) has other content here'
+        if files else '')
+
+
+def axis_table(scale: Scale, axis: Axis, rows: list[Row], stale: list[dict] = (), heading: bool = True) -> str:
     """The markdown section of one axis (under a ``##`` heading unless ``heading`` is False: a file of one
     axis already carries its title)."""
     seeds = max((len(row.records) for row in rows), default=0)
@@ -199,8 +209,8 @@ def axis_table(scale: Scale, axis: Axis, rows: list[Row], stale: int = 0, headin
             f'evaluation. Paper: {c.paper}, top-1 % (fine-tune / linear). "default" marks our base setting '
             f'and the paper\'s; "~" marks paper values read off a figure.')
     if stale:
-        note += (f' {stale} stored record{"s" if stale > 1 else ""} of this axis no longer match the current '
-                 f'configs (changed since they ran) and are not shown.')
+        note += (f' {len(stale)} stored record{"s" if len(stale) > 1 else ""} of this axis '
+                 f'{"are" if len(stale) > 1 else "is"} not shown: {why_not_shown(stale)}.')
     check_metric = scale.cfg.get('check_metric', 'lin')
     return '\n'.join([*([f'## {axis.title}', ''] if heading else []), note, '', *lines, '',
                       f'Paper: {axis.finding}', '', check_line(rows, check_metric), '',
@@ -304,7 +314,16 @@ def status_table(scale: Scale, store: ResultStore, out_dir: str | Path | None = 
         lines.append(f'| {axis.title} | {link} | {measured} / {len(rows)} | '
                      f'{done} / {len(rows) * seeds} | {cpu:.2f} | {check} |')
     cells, cpu_total, _ = _cost(all_rows)   # _cost counts a cell shared by several tables once
-    lines += ['', f'Total: {cells} distinct cells, {cpu_total:.2f} CPU-hours of pretraining (process time).', '']
+    lines += ['', f'Total: {cells} distinct cells, {cpu_total:.2f} CPU-hours of pretraining (process time).']
+    shown = {r['key'] for row in all_rows for r in row.records}
+    hidden = [r for r in store.records().values() if r and r.get('scale') == scale.name and r['key'] not in shown]
+    if hidden:
+        cpu_hidden = sum((r.get('pretrain') or {}).get('cpu_seconds') or 0.0 for r in hidden) / 3600
+        lines += ['', f'{len(hidden)} more stored record{"s" if len(hidden) > 1 else ""} ({cpu_hidden:.2f} '
+                      f'CPU-hours) {"are" if len(hidden) > 1 else "is"} in no table: {why_not_shown(hidden)}. '
+                      f'The store keeps {"them" if len(hidden) > 1 else "it"}'
+                      + (f': {", ".join(sorted(r["key"] for r in hidden))}.' if len(hidden) <= 8 else '.')]
+    lines.append('')
     return '\n'.join(lines)
 
 
