@@ -205,10 +205,16 @@ def weight_files(cfg: Config) -> list[str]:
     return found
 
 
+def record_config(record: dict) -> Config | None:
+    """The config a stored record ran with, from its ``config_text``; None for a record without one."""
+    text = record.get('config_text')
+    return Config.fromstring(text, '.py') if text else None
+
+
 def record_weight_files(record: dict) -> list[str]:
     """The weight files a stored record's config reads (none for a record without its config text)."""
-    text = record.get('config_text')
-    return weight_files(Config.fromstring(text, '.py')) if text else []
+    cfg = record_config(record)
+    return weight_files(cfg) if cfg is not None else []
 
 
 def missing_weight_files(cfg: Config) -> list[str]:
@@ -247,7 +253,7 @@ _KEY_HERE: dict[tuple[str, bool], str | None] = {}
 def _key_here(record: dict, amp: bool) -> str | None:
     memo = (record['key'], amp)
     if memo not in _KEY_HERE:
-        cfg = Config.fromstring(record['config_text'], '.py') if record.get('config_text') else None
+        cfg = record_config(record)
         _KEY_HERE[memo] = None if cfg is None or not missing_weight_files(cfg) else cell_key(
             cfg, record['seed'], record.get('pretrained', True), amp=amp, max_iters=record.get('max_iters'))
     return _KEY_HERE[memo]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from mimbench.ablation.axes import AblationError
-from mimbench.ablation.cells import Cell, Scale, missing_weight_files, repo_path
+from mimbench.ablation.cells import Cell, Scale, missing_weight_files, record_config, repo_path
 from mimbench.ablation.store import this_host
 from mimbench.analysis import algorithm_flops, count_flops, matmul_gflops
 from mimbench.registry import ENCODERS, MODELS
@@ -168,6 +168,5 @@ def measured_rate(records, eval_hashes: dict[str, str], host: dict | None = None
 
 def pretrain_images(record: dict) -> int:
     """Images one record's pretraining processed: iterations x the batch of its stored config."""
-    from mmengine.config import Config
-    batch = Config.fromstring(record['config_text'], '.py').train_dataloader.batch_size
+    batch = record_config(record).train_dataloader.batch_size
     return record['pretrain']['iters'] * batch

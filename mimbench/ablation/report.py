@@ -158,11 +158,12 @@ def _cost(rows: list[Row]) -> tuple[int, float, float]:
     return len(seen), cpu / 3600, wall / 3600
 
 
-def stale_records(scale: Scale, axis: Axis, store: ResultStore, rows: list[Row]) -> list[dict]:
-    """Records run for this axis that no row shows (see :func:`why_not_shown`)."""
+def records_not_shown(scale: Scale, store: ResultStore, rows: list[Row], axis: Axis | None = None) -> list[dict]:
+    """Records of the scale (run for ``axis``, if given) that none of ``rows`` shows (see
+    :func:`why_not_shown`)."""
     shown = {r['key'] for row in rows for r in row.records}
-    return [r for r in store.records().values()
-            if r and r.get('axis') == axis.name and r.get('scale') == scale.name and r['key'] not in shown]
+    return [r for r in store.records().values() if r and r.get('scale') == scale.name and r['key'] not in shown
+            and (axis is None or r.get('axis') == axis.name)]
 
 
 def why_not_shown(records: list[dict]) -> str:
@@ -268,7 +269,8 @@ def write_report(scale: Scale, names: list[str], store: ResultStore, out_dir: st
     for group, axis_names in _files(names):
         file_stem = _file_stem(scale, group)
         items = [(get_axis(n), axis_rows(scale, get_axis(n), store, values)) for n in axis_names]
-        sections = [axis_table(scale, axis, rows, stale_records(scale, axis, store, rows), heading=len(items) > 1)
+        sections = [axis_table(scale, axis, rows, records_not_shown(scale, store, rows, axis),
+                               heading=len(items) > 1)
                     for axis, rows in items]
         title = {'decoder': 'Decoder design (MAE Table 1a, 1b)'}.get(group, items[0][0].title)
         scale_arg = '' if scale.name == 'micro' else f' --scale {scale.name}'
@@ -315,8 +317,7 @@ def status_table(scale: Scale, store: ResultStore, out_dir: str | Path | None = 
                      f'{done} / {len(rows) * seeds} | {cpu:.2f} | {check} |')
     cells, cpu_total, _ = _cost(all_rows)   # _cost counts a cell shared by several tables once
     lines += ['', f'Total: {cells} distinct cells, {cpu_total:.2f} CPU-hours of pretraining (process time).']
-    shown = {r['key'] for row in all_rows for r in row.records}
-    hidden = [r for r in store.records().values() if r and r.get('scale') == scale.name and r['key'] not in shown]
+    hidden = records_not_shown(scale, store, all_rows)
     if hidden:
         cpu_hidden = sum((r.get('pretrain') or {}).get('cpu_seconds') or 0.0 for r in hidden) / 3600
         lines += ['', f'{len(hidden)} more stored record{"s" if len(hidden) > 1 else ""} ({cpu_hidden:.2f} '
