@@ -503,6 +503,21 @@ def test_records_that_match_no_current_cell_are_left_out_of_the_tables_with_the_
                            'keeps it: 0123456789abcdef.\n')
 
 
+def test_a_plot_says_when_the_paper_publishes_no_values_for_its_axis(tiny, tmp_path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from mimbench.ablation.report import plot_rows
+    store = _fixture_store(tiny, tmp_path)
+    notes = {}
+    for name in ('decoder_depth', 'cae_align_weight'):      # paper values / "reports lambda = 2, no sweep"
+        fig, (ours, paper) = plt.subplots(1, 2)
+        plot_rows(get_axis(name), axis_rows(tiny, get_axis(name), store), ours, paper)
+        notes[name] = [t.get_text() for t in paper.texts]
+        plt.close(fig)
+    assert notes == {'decoder_depth': [], 'cae_align_weight': ['no values published for this axis']}
+
+
 def test_every_axis_has_a_title_column_and_paper_finding():
     for axis in AXES.values():
         assert axis.title and axis.column and axis.finding

@@ -245,6 +245,11 @@ def plot_rows(axis: Axis, rows: list[Row], ax_ours, ax_paper, paper_scale: float
         ax.grid(alpha=0.3)
         if ax.has_data():
             ax.legend(fontsize=8)
+    if not ax_paper.has_data():     # an empty frame would read as "the paper measured nothing in range"
+        ax_paper.set_yticks([])
+        ax_paper.set_ylabel('')
+        ax_paper.text(0.5, 0.5, 'no values published for this axis', ha='center', va='center',
+                      transform=ax_paper.transAxes, fontsize=9, color='0.4')
 
 
 def plot_axes(items: list[tuple[Axis, list[Row]]], path: str | Path, scale: Scale | None = None) -> Path:
