@@ -1,5 +1,6 @@
-"""CAE: the regressor only cross-attends, the teacher follows the encoder by the momentum rule and never learns by
-gradient, the alignment target is detached, the decoder is scored on removed patches only, bad wiring fails early."""
+"""CAE: the regressor only cross-attends, to the visible patch latents and the queries (not the [cls] latent), the
+teacher follows the encoder by the momentum rule and never learns by gradient, runs in train mode only when asked,
+the alignment target is detached, the decoder is scored on removed patches only, bad wiring fails early."""
 import uuid
 import warnings
 from pathlib import Path
@@ -9,12 +10,13 @@ import torch
 from timm.models.vision_transformer import Attention, Block
 
 from mimbench.algorithms import CAE
-from mimbench.masking import BaseMasker, split_indices
-from mimbench.models import CAERegressor, CrossAttention
+from mimbench.masking import BaseMasker, gather_tokens, split_indices
+from mimbench.models import CAEDecoder, CAERegressor, CrossAttention
 from mimbench.models.patches import patchify
 from mimbench.registry import MASKERS, MODELS
 
 TINY_CAE = str(Path(__file__).resolve().parent / 'configs/tiny_cae.py')
+CONFIGS = Path(__file__).resolve().parents[1] / 'configs'
 
 
 def build_cae(**overrides):
@@ -43,7 +45,53 @@ def test_regressor_queries_are_the_masked_patches_and_keys_are_visible_plus_mask
     ids = split_indices(torch.arange(16).repeat(2, 1) % 3 == 0)   # 6 removed, 10 visible per image
     out = reg(torch.randn(2, 1 + 10, 32), ids.ids_keep, ids.ids_masked)
     assert out.shape == (2, 6, 32)
-    assert seen == [(6, 1 + 10 + 6)]
+    assert seen == [(6, 10 + 6)]   # no [cls] among the keys
+
+
+def test_regressor_output_does_not_depend_on_the_cls_latent():
+    # The authors' regressor is given the patch latents only; [cls] summarizes the image and would let every
+    # query read a global shortcut that the authors' model does not have.
+    reg = CAERegressor(grid=(4, 4), embed_dim=32, depth=2, num_heads=2).eval()
+    ids = split_indices(torch.arange(16).repeat(2, 1) % 2 == 0)
+    latent = torch.randn(2, 1 + 8, 32)
+    other_cls = torch.cat([torch.randn(2, 1, 32) * 10, latent[:, 1:]], dim=1)
+    torch.testing.assert_close(reg(other_cls, ids.ids_keep, ids.ids_masked),
+                               reg(latent, ids.ids_keep, ids.ids_masked), atol=0, rtol=0)
+
+
+def test_regressor_keys_carry_the_visible_then_removed_patch_positions_and_no_cls_position():
+    reg = CAERegressor(grid=(4, 4), embed_dim=32, depth=1, num_heads=2)
+    seen = []
+    reg.blocks[0].register_forward_hook(lambda m, inp, out: seen.append(inp))
+    ids = split_indices(torch.rand(2, 16).argsort(1) < 6)
+    reg(torch.randn(2, 1 + 10, 32), ids.ids_keep, ids.ids_masked)
+    _, pos_q, kv, pos_k = seen[0]
+    patches = reg.pos_embed[:, 1:].expand(2, -1, -1)
+    torch.testing.assert_close(pos_q, gather_tokens(patches, ids.ids_masked))
+    torch.testing.assert_close(pos_k, gather_tokens(patches, torch.cat([ids.ids_keep, ids.ids_masked], 1)))
+    assert kv.shape == (2, 10 + 6, 32)
+
+
+def test_regressor_kv_include_cls_option_restores_the_cls_latent_among_the_keys():
+    reg = CAERegressor(grid=(4, 4), embed_dim=32, depth=2, num_heads=2, kv_include_cls=True).eval()
+    ids = split_indices(torch.arange(16).repeat(2, 1) % 2 == 0)
+    latent = torch.randn(2, 1 + 8, 32)
+    other_cls = torch.cat([torch.randn(2, 1, 32) * 10, latent[:, 1:]], dim=1)
+    assert not torch.allclose(reg(other_cls, ids.ids_keep, ids.ids_masked), reg(latent, ids.ids_keep, ids.ids_masked))
+
+
+def test_regressor_declares_the_behaviour_change_to_the_result_store():
+    # Cells that ran the [cls]-in-keys regressor must not be mistaken for runs of this one.
+    assert CAERegressor.identity_version == 2
+
+
+def test_drop_path_rate_reaches_the_regressor_and_decoder_blocks_linearly_over_depth():
+    reg = CAERegressor(grid=(4, 4), embed_dim=32, depth=3, num_heads=2, drop_path_rate=0.1)
+    dec = CAEDecoder(grid=(4, 4), in_dim=32, out_dim=48, depth=3, num_heads=2, drop_path_rate=0.1)
+    rates = [0.0, 0.05, 0.1]
+    assert [getattr(b.drop_path, 'drop_prob', 0.0) for b in reg.blocks] == pytest.approx(rates)
+    assert [getattr(b.drop_path1, 'drop_prob', 0.0) for b in dec.blocks] == pytest.approx(rates)
+    assert [getattr(b.drop_path2, 'drop_prob', 0.0) for b in dec.blocks] == pytest.approx(rates)
 
 
 def test_regressor_normalizes_queries_keys_and_values_separately():
@@ -133,19 +181,52 @@ def test_loss_is_decoding_plus_lambda_times_alignment_and_both_are_logged():
     torch.testing.assert_close(total, losses['loss_decode'] + losses['loss_align'])
 
 
+DROP_PATH_ENCODER = dict(type='ViT', arch='micro', img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2,
+                         drop_path_rate=0.5)
+
+
+def _teacher_twice(cae):
+    torch.manual_seed(0)
+    imgs, mask = torch.randn(8, 3, 16, 16), cae.masker(8)
+    ids_masked = split_indices(mask).ids_masked
+    return cae.teacher_latents(imgs, ids_masked), cae.teacher_latents(imgs, ids_masked)
+
+
 def test_teacher_stays_in_eval_mode_when_the_model_trains():
-    cae = build_cae(encoder=dict(type='ViT', arch='micro', img_size=16, patch_size=4, embed_dim=32, depth=2,
-                                 num_heads=2, drop_path_rate=0.5))
+    cae = build_cae(encoder=DROP_PATH_ENCODER)
     cae.train()
     assert cae.encoder.training and not cae.teacher.training
+    first, second = _teacher_twice(cae)
+    torch.testing.assert_close(first, second, atol=0, rtol=0)
+
+
+def test_teacher_train_mode_makes_the_teacher_follow_the_model_mode_with_its_drop_path():
+    cae = build_cae(encoder=DROP_PATH_ENCODER, teacher_train_mode=True)
+    assert cae.teacher.training                        # built in train mode, like the model
+    assert cae.teacher.blocks[-1].drop_path1.drop_prob == pytest.approx(0.5)
+    first, second = _teacher_twice(cae.train())
+    assert not torch.allclose(first, second)           # drop path draws differ between calls
+    cae.eval()
+    assert not cae.teacher.training
+    first, second = _teacher_twice(cae)
+    torch.testing.assert_close(first, second, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize('name', ['cae_vitb.py', 'cae_micro_cifar10.py', 'cae_pixel_micro_cifar10.py'])
+def test_shipped_cae_configs_follow_the_authors_teacher_mode_and_drop_path(name):
+    from mimbench.engine.runner import load_config
+    m = load_config(str(CONFIGS / name)).model
+    assert m.teacher_train_mode is True
+    assert m.encoder.drop_path_rate == m.regressor.drop_path_rate == m.decoder.drop_path_rate == 0.1
 
 
 @pytest.mark.parametrize('key, value, message', [
     ('align_weight', -0.1, r'align_weight \(lambda\) must be a number >= 0'),
     ('momentum', 1.5, r'momentum must be a number in \[0, 1\]'),
     ('momentum', -0.01, r'momentum must be a number in \[0, 1\]'),
+    ('teacher_train_mode', 1, 'teacher_train_mode must be True or False'),
 ])
-def test_bad_loss_weight_or_momentum_is_a_clear_error(key, value, message):
+def test_bad_loss_weight_momentum_or_teacher_mode_is_a_clear_error(key, value, message):
     with pytest.raises(ValueError, match=message):
         build_cae(**{key: value})
 

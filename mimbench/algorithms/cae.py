@@ -29,21 +29,28 @@ class CAE(BaseAlgorithm):
         momentum: teacher momentum m in [0, 1]: after every optimizer step
             ``teacher = m * teacher + (1 - m) * encoder`` (0, the authors' default, copies the encoder; 1 freezes
             the teacher). The step is driven by ``MomentumTeacherHook``, which the CAE configs list.
+        teacher_train_mode: run the teacher in the model's mode, so in training its drop path (the encoder's
+            ``drop_path_rate``, copied with it) is active and the alignment target is noisy, as in the authors'
+            code, where the alignment encoder is a submodule that ``model.train()`` switches like the rest. Off
+            (the default): the teacher always runs in eval mode and gives the deterministic encoding.
 
     ``loss(imgs [B, C, H, W])`` returns ``{'loss_decode': ..., 'loss_align': lambda * MSE}``; mmengine sums the
     two into ``loss`` and logs all three.
     """
 
     def __init__(self, encoder: dict, regressor: dict, decoder: dict, masker: dict, target: dict,
-                 align_weight: float = 2.0, momentum: float = 0.0, data_preprocessor: dict | None = None,
-                 init_cfg: dict | None = None):
+                 align_weight: float = 2.0, momentum: float = 0.0, teacher_train_mode: bool = False,
+                 data_preprocessor: dict | None = None, init_cfg: dict | None = None):
         super().__init__(data_preprocessor, init_cfg)
         if isinstance(align_weight, bool) or not isinstance(align_weight, Real) or not align_weight >= 0:
             raise ValueError(f'align_weight (lambda) must be a number >= 0, got {align_weight!r}')
         if isinstance(momentum, bool) or not isinstance(momentum, Real) or not 0 <= momentum <= 1:
             raise ValueError(f'momentum must be a number in [0, 1], got {momentum!r}')
+        if not isinstance(teacher_train_mode, bool):
+            raise ValueError(f'teacher_train_mode must be True or False, got {teacher_train_mode!r}')
         self.align_weight = float(align_weight)
         self.momentum = float(momentum)
+        self.teacher_train_mode = teacher_train_mode
 
         self.encoder = ENCODERS.build(encoder)
         grid, width = self.encoder.grid, self.encoder.embed_dim
@@ -58,7 +65,7 @@ class CAE(BaseAlgorithm):
         # Same architecture and starting point as the encoder; it only ever changes by momentum_update().
         self.teacher = copy.deepcopy(self.encoder)
         self.teacher.requires_grad_(False)
-        self.teacher.eval()
+        self.teacher.train(self.training and teacher_train_mode)
         self._forwards_since_update = 0
         self.teacher_updated_by_hook = False   # MomentumTeacherHook sets it; then the hook decides when to update
 
@@ -84,7 +91,8 @@ class CAE(BaseAlgorithm):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        self.teacher.eval()   # its output is a regression target: no drop path noise in it
+        if not self.teacher_train_mode:
+            self.teacher.eval()   # a noise-free regression target: no drop path in it
         return self
 
     @torch.no_grad()

@@ -28,13 +28,15 @@ class CAEDecoder(nn.Module):
         out_dim: values predicted per patch: the target's ``channels`` (p*p*C pixels, or the vocabulary size
             for tokens, whose logits go to cross-entropy).
         depth, num_heads, mlp_ratio, layer_scale_init: the blocks.
+        drop_path_rate: stochastic depth, linearly increasing over the blocks from 0 (the authors: 0.1, the
+            encoder's rate).
 
     ``forward(latent [B, N, D], ids [B, N]) -> [B, N, out_dim]``: ``ids`` are the image positions of the N
     latents (``ids_masked`` in training; all positions when decoding a whole image).
     """
 
     def __init__(self, grid: tuple[int, int], in_dim: int, out_dim: int, depth: int = 4, num_heads: int = 12,
-                 mlp_ratio: float = 4.0, layer_scale_init: float | None = None):
+                 mlp_ratio: float = 4.0, layer_scale_init: float | None = None, drop_path_rate: float = 0.0):
         super().__init__()
         if depth < 0:
             raise ValueError(f'decoder depth must be >= 0, got {depth}')
@@ -44,8 +46,9 @@ class CAEDecoder(nn.Module):
         self.grid = tuple(grid)
         self.register_buffer('pos_embed', sincos_pos_embed_2d(in_dim, self.grid)[None])
         norm = partial(nn.LayerNorm, eps=1e-6)
-        self.blocks = nn.Sequential(*[Block(in_dim, num_heads, mlp_ratio, qkv_bias=True,
-                                            init_values=layer_scale_init, norm_layer=norm) for _ in range(depth)])
+        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
+        self.blocks = nn.Sequential(*[Block(in_dim, num_heads, mlp_ratio, qkv_bias=True, init_values=layer_scale_init,
+                                            drop_path=dpr[i], norm_layer=norm) for i in range(depth)])
         self.norm = norm(in_dim)
         self.head = nn.Linear(in_dim, out_dim)
         init_vit_weights(self)

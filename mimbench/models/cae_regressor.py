@@ -77,19 +77,24 @@ class CAERegressor(nn.Module):
     """Predict the latent representation of every removed patch from the visible patches' latents.
 
     The queries start as one shared learnable mask token per removed patch. In every block they attend to the
-    visible latents (cls included) concatenated with the current queries, so a query sees the context and the
-    other predictions but only through cross-attention: there is no self-attention block, and the visible
-    latents are never updated. Width equals the encoder's, because the output is aligned with the teacher
-    encoder's latents.
+    visible patch latents concatenated with the current queries, so a query sees the context and the other
+    predictions but only through cross-attention: there is no self-attention block, and the visible latents
+    are never updated. The encoder's [cls] latent is left out of the keys and values, as in the CAE authors'
+    code (``LatentRegresser`` in Atten4Vis/CAE ``models/modeling_cae_helper.py`` gets the patch latents only)
+    and mmpretrain's CAE; every key then carries a patch position. Width equals the encoder's, because the
+    output is aligned with the teacher encoder's latents.
 
     Args:
         grid: patch grid (H, W) of the encoder.
         embed_dim: width D (the encoder's; filled in by the algorithm).
         depth, num_heads, mlp_ratio: blocks, heads, MLP width ratio.
         layer_scale_init: initial LayerScale value (None: no layer scale).
-        drop_path_rate: stochastic depth, linearly increasing over the blocks.
+        drop_path_rate: stochastic depth, linearly increasing over the blocks (the authors: 0.1, the
+            encoder's rate).
         num_masked: when given, the number of removed patches per image this regressor is configured for; the
             algorithm checks it against its masker at build time.
+        kv_include_cls: also put the [cls] latent (with the all-zero cls position) into the keys and values,
+            as this class did at ``identity_version`` 1. Off by default; kept to reproduce those runs.
 
     ``forward(latent, ids_keep, ids_masked)``:
         latent: ``[B, 1 + Lv, D]`` encoder output for the visible patches (cls first), in ``ids_keep`` order.
@@ -97,14 +102,18 @@ class CAERegressor(nn.Module):
         Returns ``[B, Lm, D]``, the predicted latents of the removed patches in ``ids_masked`` order.
     """
 
+    # 2: the [cls] latent no longer enters the keys/values (kv_include_cls=False), following the authors' code.
+    identity_version = 2
+
     def __init__(self, grid: tuple[int, int], embed_dim: int, depth: int = 4, num_heads: int = 12,
                  mlp_ratio: float = 4.0, layer_scale_init: float | None = None, drop_path_rate: float = 0.0,
-                 num_masked: int | None = None):
+                 num_masked: int | None = None, kv_include_cls: bool = False):
         super().__init__()
         if depth < 1:
             raise ValueError(f'regressor depth must be >= 1, got {depth}')
         self.grid = tuple(grid)
         self.num_masked = num_masked
+        self.kv_include_cls = bool(kv_include_cls)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.register_buffer('pos_embed', sincos_pos_embed_2d(embed_dim, self.grid, cls_token=True)[None])
         dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
@@ -118,10 +127,14 @@ class CAERegressor(nn.Module):
         B = latent.shape[0]
         pos = self.pos_embed.expand(B, -1, -1).to(latent.dtype)
         pos_cls, pos_patches = pos[:, :1], pos[:, 1:]
-        pos_visible = torch.cat([pos_cls, gather_tokens(pos_patches, ids_keep)], dim=1)   # [B, 1 + Lv, D]
+        pos_visible = gather_tokens(pos_patches, ids_keep)                                # [B, Lv, D]
+        context = latent[:, 1:]                                                           # [B, Lv, D]
+        if self.kv_include_cls:
+            pos_visible = torch.cat([pos_cls, pos_visible], dim=1)                        # [B, 1 + Lv, D]
+            context = latent
         pos_masked = gather_tokens(pos_patches, ids_masked)                               # [B, Lm, D]
-        pos_k = torch.cat([pos_visible, pos_masked], dim=1)                               # [B, 1 + L, D]
+        pos_k = torch.cat([pos_visible, pos_masked], dim=1)                               # [B, (1 +) L, D]
         x = self.mask_token.to(latent.dtype).expand(B, ids_masked.shape[1], -1)           # [B, Lm, D]
         for block in self.blocks:
-            x = block(x, pos_masked, torch.cat([latent, x], dim=1), pos_k)
+            x = block(x, pos_masked, torch.cat([context, x], dim=1), pos_k)
         return self.norm(x)
