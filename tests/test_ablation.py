@@ -120,7 +120,7 @@ def test_a_cell_whose_weight_file_is_missing_still_finds_its_record_but_a_change
     tokenizer.write_bytes(b'the tokenizer the cell was trained with')
     trained = cell()
     record = dict(key=trained.key, seed=0, pretrained=True, max_iters=None, scale='micro',
-                  config_text=trained.config().pretty_text)
+                  config_text=trained.config().pretty_text, weight_files={str(tokenizer): 'kept-copy.pth'})
     store = {trained.key: record}
     assert find_record(store, trained, micro) is record
 
@@ -128,6 +128,9 @@ def test_a_cell_whose_weight_file_is_missing_still_finds_its_record_but_a_change
     fresh_clone = cell()
     assert fresh_clone.key != trained.key                     # the content hash is gone from the key
     assert find_record(store, fresh_clone, micro) is record   # ... yet the record is found by its config
+    # a record that kept no copy of the file cannot say which content it read: it stands for nothing
+    unkept = {k: v for k, v in record.items() if k != 'weight_files'} | dict(key='unkept')
+    assert find_record({'unkept': unkept}, fresh_clone, micro) is None
 
     tokenizer.write_bytes(b'a retrained tokenizer')
     assert find_record(store, cell(), micro) is None          # another tokenizer is another cell
@@ -312,6 +315,7 @@ def test_the_store_keeps_the_tokenizer_a_cell_read_and_restores_it_where_it_is_m
     assert tokenizer.read_bytes() == original and 'restored' in lines[0]
     assert make_cell(tiny, get_axis('target'), value, 0).key == cell.key   # the same cell again, by content
 
+    tokenizer.unlink()                                           # (a tokenizer file is never overwritten)
     make_tokenizer_file(tokenizer, vocab_size=8)                 # a second tokenizer, kept by a second record
     store.put(dict(record, key='other', weight_files={str(tokenizer): store.keep_file(tokenizer)}))
     tokenizer.unlink()

@@ -1,10 +1,16 @@
 """PCA and token targets: what they predict, how they are fitted or loaded, and the errors a config can hit."""
+from pathlib import Path
+
 import pytest
 import torch
 
+from mimbench.engine.runner import load_config
 from mimbench.models.patches import patchify
 from mimbench.targets import PCATarget, TokenTarget, fit_pca
+from mimbench.targets.pca import fit_basis_file
 from tests.fixtures.tokenizers import make_tokenizer_file
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def correlated_patches(n=4000, dim=48, rank=6, seed=0):
@@ -39,26 +45,47 @@ def test_pca_whitened_coefficients_have_unit_variance_and_invert_like_plain_ones
     torch.testing.assert_close(white.inverse(white(imgs)), plain.inverse(plain(imgs)), atol=1e-4, rtol=1e-4)
 
 
-def test_pca_is_fitted_on_the_first_training_batch_saved_and_reused(tmp_path):
+def test_pca_is_fitted_on_the_first_training_batch_in_memory_and_writes_no_file(tmp_path):
     basis = tmp_path / 'pca' / 'basis.pth'
-    first = PCATarget(patch_size=4, num_components=8, basis_file=str(basis)).train()
+    target = PCATarget(patch_size=4, num_components=8, basis_file=str(basis)).train()
     imgs = torch.randn(8, 3, 16, 16) * torch.linspace(0.2, 2, 16)            # anisotropic columns
-    coeffs = first(imgs)
-    assert coeffs.shape == (8, 16, 8) and basis.is_file()
+    assert target(imgs).shape == (8, 16, 8) and bool(target.fitted)
+    assert not basis.exists()   # an estimate or benchmark on noise must leave nothing for real runs to load
+
+
+def pca_config(tmp_path, basis):
+    cfg = load_config(str(REPO / 'tests' / 'configs' / 'tiny_mae.py'))
+    cfg.model.target = dict(type='PCATarget', num_components=8, basis_file=str(basis))
+    return cfg
+
+
+def test_a_basis_file_is_fitted_from_the_configs_training_images_once_and_reused(tmp_path):
+    basis = tmp_path / 'pca' / 'basis.pth'
+    cfg = pca_config(tmp_path, basis)
+    assert fit_basis_file(cfg, log=lambda _: None) == [str(basis)]
+    saved = torch.load(basis, weights_only=True)
+    assert saved['fitted_on']['images'] == 16 and saved['fitted_on']['patches'] == 16 * 16
+    first = basis.read_bytes()
+    assert fit_basis_file(cfg, log=lambda _: None) == [] and basis.read_bytes() == first   # never replaced
     later = PCATarget(patch_size=4, num_components=4, basis_file=str(basis))   # built, not fitted again
     assert bool(later.fitted)
-    torch.testing.assert_close(later.components, first.components[:4])
+    torch.testing.assert_close(later.components, saved['components'][:4])
     assert later(torch.randn(2, 3, 16, 16)).shape == (2, 16, 4)
-    assert 0 < later.kept_variance < first.kept_variance < 1
 
 
-def test_two_runs_started_together_end_up_with_the_basis_saved_first(tmp_path):
+def test_fitting_the_basis_twice_from_one_config_gives_the_same_file(tmp_path):
+    one, two = tmp_path / 'a.pth', tmp_path / 'b.pth'
+    fit_basis_file(pca_config(tmp_path, one), log=lambda _: None)
+    fit_basis_file(pca_config(tmp_path, two), log=lambda _: None)
+    assert one.read_bytes() == two.read_bytes()   # same seed, same images: a rerun gets the same cell key
+
+
+def test_a_target_built_before_the_basis_file_existed_adopts_it(tmp_path):
     basis = tmp_path / 'basis.pth'
     slow = PCATarget(patch_size=4, num_components=8, basis_file=str(basis))   # built before the file exists
-    fast = PCATarget(patch_size=4, num_components=8, basis_file=str(basis)).fit(correlated_patches(seed=1))
+    fit_basis_file(pca_config(tmp_path, basis), log=lambda _: None)
     slow.fit(correlated_patches(seed=2))
-    torch.testing.assert_close(slow.components, fast.components)
-    torch.testing.assert_close(torch.load(basis, weights_only=True)['components'][:8], fast.components)
+    torch.testing.assert_close(slow.components, torch.load(basis, weights_only=True)['components'][:8])
 
 
 def test_pca_without_a_basis_refuses_to_fit_outside_training():
@@ -74,7 +101,7 @@ def test_pca_component_count_outside_the_patch_size_is_a_clear_error(k):
 
 def test_pca_basis_for_another_patch_size_is_a_clear_error(tmp_path):
     basis = tmp_path / 'b.pth'
-    PCATarget(patch_size=2, num_components=4, basis_file=str(basis)).fit(torch.randn(100, 12))
+    torch.save(fit_pca(torch.randn(100, 12)), basis)
     with pytest.raises(ValueError, match='is for patches of 12 values, this target has 48'):
         PCATarget(patch_size=4, num_components=4, basis_file=str(basis))
 
@@ -121,6 +148,36 @@ def test_token_target_maps_the_algorithms_normalization_to_the_tokenizers(tmp_pa
 def test_missing_tokenizer_checkpoint_says_which_command_makes_one(tmp_path):
     with pytest.raises(FileNotFoundError, match='python tools/train_tokenizer.py configs/tokenizer_cifar10.py'):
         TokenTarget(patch_size=4, checkpoint=str(tmp_path / 'missing.pth'))
+
+
+def test_missing_imagenet_tokenizer_names_the_imagenet_tokenizer_config(tmp_path):
+    with pytest.raises(FileNotFoundError, match='configs/tokenizer_imagenet.py --data-root'):
+        TokenTarget(patch_size=16, checkpoint=str(tmp_path / 'work_dirs/tokenizer_imagenet/tokenizer.pth'))
+
+
+def test_a_saved_tokenizer_is_never_replaced_by_another(tmp_path):
+    # A smoke run of tools/train_tokenizer.py must not change the tokenizer that stored token cells read.
+    path = tmp_path / 'tokenizer_cifar10/tokenizer.pth'
+    first = make_tokenizer_file(path)
+    before = path.read_bytes()
+    torch.manual_seed(1)
+    second = make_tokenizer_file(path)
+    assert first == str(path) and path.read_bytes() == before
+    assert second != first and Path(second).parent == path.parent and Path(second).name.startswith('tokenizer-')
+    assert not torch.equal(torch.load(second, weights_only=True)['state_dict']['encoder.0.weight'],
+                           torch.load(first, weights_only=True)['state_dict']['encoder.0.weight'])
+
+
+def test_saving_the_same_tokenizer_again_writes_nothing_new(tmp_path):
+    from mimbench.models.tokenizer import VQTokenizer
+    from mimbench.targets import save_tokenizer
+    cfg = dict(type='VQTokenizer', vocab_size=16, code_dim=8, hidden_dim=8, downsample=4)
+    tokenizer = VQTokenizer(**{k: v for k, v in cfg.items() if k != 'type'})
+    path = str(tmp_path / 't.pth')
+    assert save_tokenizer(path, cfg, tokenizer, (0.5,) * 3, (0.25,) * 3, dict(psnr_db=20.0)) == path
+    # re-measured metrics (tools/train_tokenizer.py --eval-only) do not make it another tokenizer
+    assert save_tokenizer(path, cfg, tokenizer, (0.5,) * 3, (0.25,) * 3, dict(psnr_db=20.1)) == path
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['t.pth']
 
 
 def test_vocabulary_size_that_differs_from_the_tokenizer_is_a_clear_error(tmp_path):

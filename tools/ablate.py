@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from mimbench.ablation.axes import AXES, SPECIAL_AXES, AblationError  # noqa: E402
-from mimbench.ablation.cells import Scale, expand, find_record, restore_weight_files  # noqa: E402
+from mimbench.ablation.cells import Scale, expand, find_record, fit_missing_bases, restore_weight_files  # noqa: E402
 from mimbench.ablation.report import GROUPS, write_report, write_status  # noqa: E402
 from mimbench.ablation.store import ResultStore  # noqa: E402
 from mimbench.engine.runner import load_config  # noqa: E402
@@ -122,6 +122,8 @@ def main(argv=None) -> None:
             scale.evaluation(name)      # an unknown evaluation fails here, listing the valid ones
         seeds = args.seeds or scale.cfg.seeds
         cells = expand(scale, names, seeds, args.values, max_iters=args.max_iters)
+        if not args.dry_run and fit_missing_bases(cells, args.data_root):   # an estimate writes nothing
+            cells = expand(scale, names, seeds, args.values, max_iters=args.max_iters)   # keys hash the basis
         estimate_s = dry_run(scale, cells, evaluations, store, listing=args.dry_run)
         if args.dry_run:
             return

@@ -17,6 +17,7 @@ from mimbench.data import DatasetError  # noqa: E402
 from mimbench.engine.dist import LAUNCHERS  # noqa: E402
 from mimbench.engine.runner import DictAction, apply_cli, build_runner, load_config  # noqa: E402
 from mimbench.registry import UnknownTypeError  # noqa: E402
+from mimbench.targets.pca import fit_basis_file  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -44,6 +45,9 @@ def main(argv=None) -> None:
               launcher=args.launcher, amp=args.amp, seed=args.seed, max_iters=args.max_iters,
               tensorboard=args.tensorboard)
     try:
+        # A PCA target's basis is fitted from real images and written once before training, so that every run
+        # and every ablation cell naming that file reads the same basis.
+        fit_basis_file(cfg)
         build_runner(cfg).train()
     except (DatasetError, UnknownTypeError) as err:  # bad data or config: one clear line, not a traceback
         sys.exit(f'error: {err}')

@@ -102,14 +102,18 @@ def main(argv=None) -> None:
     metrics.update(split=dataset_cfg.get('split', 'all'), iterations=iterations)
     mean = model.data_preprocessor.mean.flatten().tolist()
     std = model.data_preprocessor.std.flatten().tolist()
-    save_tokenizer(str(work_dir / 'tokenizer.pth'), cfg.model.tokenizer.to_dict(), model.tokenizer, mean, std,
-                   metrics)
+    default_path = str(work_dir / 'tokenizer.pth')
+    written = save_tokenizer(default_path, cfg.model.tokenizer.to_dict(), model.tokenizer, mean, std, metrics)
+    if written != default_path:
+        # Cells and runs that read the existing file were made with it; a smoke run must not change them.
+        print(f'{default_path} already holds another tokenizer, left as it is; this one is {written} (use it '
+              f'with --cfg-options model.target.checkpoint={written})')
     (work_dir / 'tokenizer_metrics.json').write_text(json.dumps(metrics, indent=2) + '\n')
     print(f"tokenizer on {metrics['num_images']} {metrics['split']} images: reconstruction MSE "
           f"{metrics['recon_mse_pixels']:.5f} on [0, 1] pixels (PSNR {metrics['psnr_db']:.2f} dB; "
           f"{metrics['recon_mse_normalized']:.4f} normalized); codebook perplexity {metrics['perplexity']:.1f} of "
           f"{metrics['vocab_size']}, dead codes {metrics['dead_codes']} ({metrics['dead_fraction']:.1%})")
-    print(f"wrote {work_dir / 'tokenizer.pth'} and {work_dir / 'tokenizer_metrics.json'}")
+    print(f"wrote {written} and {work_dir / 'tokenizer_metrics.json'}")
 
 
 if __name__ == '__main__':

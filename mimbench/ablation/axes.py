@@ -166,7 +166,8 @@ def _target_rows(ctx: ScaleContext) -> list[AxisValue]:
         AxisValue('norm_pixel', 'pixel (w/ norm)', {'model.target': dict(_delete_=True, type='PixelTarget',
                                                                          normalize=True)},
                   paper=PaperResult(85.4, 73.9)),
-        # the basis file depends on the patch size, so each scale fits (once) and reuses its own
+        # the basis depends on the patch size: each scale has its own file, fitted once from real images before any
+        # cell runs and never replaced (its content is part of the cells' identity)
         AxisValue('pca', f'PCA ({pca_components} components)',
                   {'model.target': dict(_delete_=True, type='PCATarget', num_components=pca_components,
                                         basis_file=f'work_dirs/pca_basis_{ctx.img_size}px_g{ctx.grid[0]}.pth')},

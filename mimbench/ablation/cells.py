@@ -21,10 +21,11 @@ from mimbench.fileio import copy_once
 REPO = Path(__file__).resolve().parents[2]
 SCALES_DIR = REPO / 'configs' / 'ablation'
 # Keys that say where things are, not what is computed: left out of a cell's identity. A tokenizer checkpoint
-# is a location too, but what it holds matters: it enters the identity by content (see config_identity).
+# is a location too, but what it holds matters: it enters the identity by content (see config_identity), and so
+# does a fitted PCA basis.
 _LOCATION_KEYS = {'root', 'data_root', 'work_dir', 'resume', 'load_from', 'launcher', 'basis_file', 'checkpoint',
                   'filename'}
-_CONTENT_KEYS = {'checkpoint'}
+_CONTENT_KEYS = {'checkpoint', 'basis_file'}
 # Keys that say how a run is watched or fed, not what it learns: also left out, so that a user who logs more
 # often or gives the loader more workers on their machine keeps their results. (Loader workers draw the
 # augmentations from other random streams: a rerun with another worker count is another sample of the same
@@ -120,16 +121,39 @@ def _content_hash(path) -> str | None:
     return file_sha256(path)[:16]
 
 
+def identity_version(type_name) -> int:
+    """The behaviour version of the registered class a config's ``type`` names (its ``identity_version``
+    attribute; 1 when it has none or the name is not one of ours).
+
+    A cell's key hashes its config, which cannot show a change inside a component's code. A class whose
+    behaviour changes on purpose raises its ``identity_version``, and every cell that uses it gets a new key,
+    so records made by the old code never mix with new ones in a table."""
+    from mimbench import registry
+    if not isinstance(type_name, str):
+        type_name = getattr(type_name, '__name__', None)
+        if type_name is None:
+            return 1
+    for reg in (registry.MODELS, registry.ENCODERS, registry.MASKERS, registry.TARGETS, registry.HEADS,
+                registry.HOOKS, registry.DATASETS, registry.TRANSFORMS, registry.LOOPS):
+        cls = reg.module_dict.get(type_name)
+        if cls is not None:
+            return int(getattr(cls, 'identity_version', 1))
+    return 1
+
+
 def config_identity(cfg: Config) -> dict:
     """``cfg`` as plain data without location and runtime keys: what the cell computes, not where or how it is
-    watched. Files a config reads weights from (a tokenizer checkpoint) are represented by a hash of their
-    content."""
+    watched. Files a config reads weights from (a tokenizer checkpoint, a PCA basis) are represented by a hash
+    of their content; a part whose class has an ``identity_version`` above 1 carries it (see
+    :func:`identity_version`), so parts at version 1 keep the keys they always had."""
     def strip(obj):
         if isinstance(obj, dict):
             out = {k: strip(v) for k, v in obj.items() if k not in _LOCATION_KEYS | _RUNTIME_KEYS}
             for k in _CONTENT_KEYS & obj.keys():
                 if isinstance(obj[k], str):
                     out[f'{k}_sha256'] = _content_hash(obj[k])
+            if 'type' in obj and (version := identity_version(obj['type'])) > 1:
+                out['identity_version'] = version
             return out
         if isinstance(obj, (list, tuple)):
             return [strip(v) for v in obj]
@@ -246,6 +270,23 @@ def restore_weight_files(store, log=print) -> list[str]:
     return restored
 
 
+def fit_missing_bases(cells: list[Cell], data_root: str | None = None, log=print) -> list[str]:
+    """Fit every PCA basis file the cells read that is not here yet, from each config's real training images
+    (:func:`mimbench.targets.pca.fit_basis_file`), before their keys are final: a key hashes the basis's
+    content, so it must exist before the cell runs. Returns the paths written (then recompute the keys)."""
+    from mimbench.engine.runner import set_data_root
+    from mimbench.targets.pca import fit_basis_file
+    written = []
+    for cell in cells:
+        cfg = cell.config()
+        if not any(not os.path.isfile(repo_path(p)) for p in weight_files(cfg)):
+            continue
+        if data_root:
+            set_data_root(cfg, data_root)
+        written += fit_basis_file(cfg, log=log)
+    return written
+
+
 # (record key, amp) -> the key the record's config gets on this machine; configs do not change under a run.
 _KEY_HERE: dict[tuple[str, bool], str | None] = {}
 
@@ -254,7 +295,11 @@ def _key_here(record: dict, amp: bool) -> str | None:
     memo = (record['key'], amp)
     if memo not in _KEY_HERE:
         cfg = record_config(record)
-        _KEY_HERE[memo] = None if cfg is None or not missing_weight_files(cfg) else cell_key(
+        missing = missing_weight_files(cfg) if cfg is not None else []
+        # Only a record that kept the files it read (``weight_files``) stands for them: one made before a file
+        # entered the identity (a PCA basis before 2026-12-05) cannot say which content it used.
+        kept = (record.get('weight_files') or {}).keys()
+        _KEY_HERE[memo] = None if not missing or not set(missing) <= kept else cell_key(
             cfg, record['seed'], record.get('pretrained', True), amp=amp, max_iters=record.get('max_iters'))
     return _KEY_HERE[memo]
 

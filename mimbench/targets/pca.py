@@ -1,6 +1,7 @@
 """Patches projected on their leading principal components as the target: pixels without the fine detail."""
 from __future__ import annotations
 
+import io
 import os
 from numbers import Integral
 
@@ -39,16 +40,21 @@ class PCATarget(nn.Module):
     removed patches only.
 
     The basis is fitted once: when ``basis_file`` exists it is loaded at construction; otherwise it is fitted on
-    the first training batch this target sees (B * L patches, normalized as the model sees them) and saved to
-    ``basis_file`` for later runs and tools, unless another run saved that file first, whose basis is then
-    adopted. The file holds the full decomposition, so configs with different ``num_components`` share it.
-    Under DDP rank 0 fits (or adopts) and saves, and the others receive its basis.
-    The basis is also part of the model's state dict, so checkpoints and resumed runs keep it.
+    the first training batch this target sees (B * L patches, normalized as the model sees them), in memory
+    only. Only :func:`fit_basis_file` writes ``basis_file``, from real training images of a config
+    (``tools/train.py`` and the ablation driver call it before training): an estimate, a benchmark on synthetic
+    images or a test never leaves a basis behind for real runs to load. A basis file is written once and never
+    replaced, because the cells that read it carry its content hash in their identity. The file holds the full
+    decomposition, so configs with different ``num_components`` share it. If the file appears after this target
+    was built (another run fitted it first), that basis is adopted. Under DDP rank 0 fits (or adopts) and the
+    others receive its basis. The basis is also part of the model's state dict, so checkpoints and resumed runs
+    keep it.
 
     Args:
         patch_size: side of a patch p; in_chans: image channels C (P = p*p*C values per patch).
         num_components: K, in [1, P].
-        basis_file: where the fitted basis is read from / written to (None: keep it in the state dict only).
+        basis_file: where the basis is read from (written by :func:`fit_basis_file`; None: fit on the first
+            training batch and keep it in the state dict only).
         whiten: divide each coefficient by its standard deviation, so all K components weigh equally in the loss
             (otherwise the first few dominate, as they do in pixel MSE).
 
@@ -97,24 +103,19 @@ class PCATarget(nn.Module):
         return float(self.variances.sum() / self.total_variance) if bool(self.fitted) else float('nan')
 
     def fit(self, patches: torch.Tensor) -> 'PCATarget':
-        """Fit the basis on ``patches [N, P]`` and save it to ``basis_file`` if set; returns self.
+        """Fit the basis on ``patches [N, P]`` in memory (no file is written); returns self.
 
-        If another run saved ``basis_file`` after this target was built (two PCA runs started together), that
-        basis is adopted instead of this fit, so every run configured with the file uses one basis. Under DDP
-        rank 0's basis (fitted or adopted) goes to every rank."""
+        If ``basis_file`` exists by now (another run fitted it after this target was built), that basis is
+        adopted instead, so every run configured with the file uses one basis. Under DDP rank 0's basis
+        (fitted or adopted) goes to every rank."""
         basis = {k: v.to(self.mean.device) for k, v in fit_pca(patches).items()}
         distributed = dist.is_available() and dist.is_initialized()
-        source, note = 'the fit', f'fitted on {patches.shape[0]} patches'
-        if self.basis_file and (not distributed or dist.get_rank() == 0):
-            try:
-                with atomic_path(self.basis_file, exclusive=True) as tmp:
-                    torch.save({k: v.cpu() for k, v in basis.items()}, tmp)
-                note += f', saved to {self.basis_file}'
-            except FileExistsError:
-                saved = torch.load(self.basis_file, map_location='cpu', weights_only=True)
-                source, note = self.basis_file, f'adopted {self.basis_file}, which another run saved first'
-                self._check_basis(saved, source)   # before the broadcast: ranks must receive the shapes they expect
-                basis = {k: saved[k].to(self.mean.device) for k in basis}
+        source, note = 'the fit', f'fitted on {patches.shape[0]} patches of the first batch, not saved'
+        if self.basis_file and (not distributed or dist.get_rank() == 0) and os.path.isfile(self.basis_file):
+            saved = torch.load(self.basis_file, map_location='cpu', weights_only=True)
+            source, note = self.basis_file, f'adopted {self.basis_file}, which another run fitted first'
+            self._check_basis(saved, source)   # before the broadcast: ranks must receive the shapes they expect
+            basis = {k: saved[k].to(self.mean.device) for k in basis}
         if distributed:
             for name in ('mean', 'components', 'variances'):   # a fixed order on every rank
                 dist.broadcast(basis[name], 0)
@@ -145,3 +146,68 @@ class PCATarget(nn.Module):
     def loss(self, pred: torch.Tensor, imgs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         per_patch = (pred.float() - self(imgs)).pow(2).mean(dim=-1)          # [B, L]
         return masked_mean(per_patch, mask)
+
+
+def pca_targets(cfg) -> list[dict]:
+    """The ``PCATarget`` configs in ``cfg.model`` (a target may sit at any depth of an algorithm's config)."""
+    found = []
+
+    def walk(obj):
+        if isinstance(obj, dict):
+            if obj.get('type') in ('PCATarget', PCATarget):
+                found.append(obj)
+            for v in obj.values():
+                walk(v)
+        elif isinstance(obj, (list, tuple)):
+            for v in obj:
+                walk(v)
+    walk(cfg.get('model'))
+    return found
+
+
+def fit_basis_file(cfg, log=print) -> list[str]:
+    """Fit and write every missing ``basis_file`` of ``cfg``'s PCA targets from real training images; returns
+    the paths written.
+
+    The patches are one training batch (``train_dataloader.batch_size`` images drawn with the config's seed,
+    augmented by its pipeline and normalized by its data preprocessor), as the model would see them: the same
+    data the basis used to be fitted on inside the first training step, but chosen before training so that a
+    cell's identity can include the basis's content. The file is published once: if another process wrote it
+    meanwhile, that file stands. It records what it was fitted on and the variance the components keep.
+    """
+    from mimbench.models.patches import patchify as to_patches
+    from mimbench.registry import DATASETS, MODELS
+    written = []
+    for target in pca_targets(cfg):
+        path = target.get('basis_file')
+        if not path or os.path.isfile(path):
+            continue
+        loader = cfg.train_dataloader
+        seed = int((cfg.get('randomness') or {}).get('seed', 0) or 0)
+        dataset = DATASETS.build(loader.dataset)
+        n = min(int(loader.batch_size), len(dataset))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            picks = torch.randperm(len(dataset))[:n].tolist()
+            imgs = torch.stack([dataset[i]['inputs'] for i in picks])
+        preprocessor = MODELS.build(cfg.model.get('data_preprocessor') or dict(type='ImagePreprocessor'))
+        patch_size = target.get('patch_size') or cfg.model.encoder.patch_size
+        patches = to_patches(preprocessor.normalize(imgs), patch_size)
+        patches = patches.reshape(-1, patches.shape[-1])
+        basis = fit_pca(patches)
+        kept = int(target.get('num_components', 16))
+        # no paths in it: the file's content hash is part of cell identities on every machine
+        basis['fitted_on'] = dict(dataset=type(dataset).__name__, split=str(getattr(dataset, 'split', '')),
+                                  dataset_size=len(dataset), images=n, patches=int(patches.shape[0]), seed=seed)
+        try:
+            buffer = io.BytesIO()   # torch.save names its archive after the file: a temp name would enter the hash
+            torch.save(basis, buffer)
+            with atomic_path(path, exclusive=True) as tmp:
+                tmp.write_bytes(buffer.getvalue())
+        except FileExistsError:
+            continue
+        share = float(basis['variances'][:kept].sum() / basis['variances'].sum())
+        log(f'PCA basis: fitted on {patches.shape[0]} patches of {n} training images (seed {seed}); '
+            f'{kept} components keep {share:.1%} of the variance; wrote {path}')
+        written.append(path)
+    return written

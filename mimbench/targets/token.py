@@ -1,6 +1,8 @@
 """Discrete visual tokens as the target: one id per patch from a tokenizer trained offline, cross-entropy."""
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 from typing import Sequence
 
@@ -8,26 +10,68 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mimbench.fileio import atomic_path
 from mimbench.registry import ENCODERS, TARGETS
 
 DEFAULT_CHECKPOINT = 'work_dirs/tokenizer_cifar10/tokenizer.pth'
 MAKE_ONE = 'python tools/train_tokenizer.py configs/tokenizer_cifar10.py'
+# Which command writes a missing tokenizer: tools/train_tokenizer.py writes work_dirs/<config name>/tokenizer.pth.
+_MAKERS = {'tokenizer_cifar10': MAKE_ONE,
+           'tokenizer_imagenet': 'python tools/train_tokenizer.py configs/tokenizer_imagenet.py '
+                                 '--data-root /data/imagenet'}
+
+
+def how_to_make(path: str) -> str:
+    """The command that writes the tokenizer file ``path``, for error messages."""
+    maker = _MAKERS.get(os.path.basename(os.path.dirname(os.path.abspath(path))))
+    if maker:
+        return f'make it with `{maker}`'
+    return (f'make one with `python tools/train_tokenizer.py configs/tokenizer_<dataset>.py` (e.g. `{MAKE_ONE}`, '
+            f'which writes {DEFAULT_CHECKPOINT}) or set target.checkpoint to yours')
 
 
 def save_tokenizer(path: str, tokenizer_cfg: dict, tokenizer: nn.Module, mean: Sequence[float],
-                   std: Sequence[float], metrics: dict | None = None) -> None:
+                   std: Sequence[float], metrics: dict | None = None) -> str:
     """Write the file :class:`TokenTarget` loads: the tokenizer's config and weights, and the normalization
-    (``mean``/``std`` on the [0, 1] scale) of the images it was trained on."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    torch.save({'config': dict(tokenizer_cfg), 'state_dict': tokenizer.state_dict(), 'mean': list(map(float, mean)),
-                'std': list(map(float, std)), 'metrics': dict(metrics or {})}, path)
+    (``mean``/``std`` on the [0, 1] scale) of the images it was trained on. Returns the path written.
+
+    Write-once: runs and stored cells that read ``path`` must keep reading the tokenizer they were made with.
+    If ``path`` already holds a different tokenizer, the new one goes beside it as
+    ``<stem>-<first 16 hex digits of its sha256>.pth`` (the returned path) and ``path`` is left as it was; the
+    same content again writes nothing.
+    """
+    payload = {'config': dict(tokenizer_cfg), 'state_dict': tokenizer.state_dict(), 'mean': list(map(float, mean)),
+               'std': list(map(float, std)), 'metrics': dict(metrics or {})}
+    buffer = io.BytesIO()   # torch.save names its archive after the file: a temp name would enter the bytes
+    torch.save(payload, buffer)
+    data = buffer.getvalue()
+    stem, suffix = os.path.splitext(path)
+    for candidate in (path, f'{stem}-{hashlib.sha256(data).hexdigest()[:16]}{suffix or ".pth"}'):
+        if not os.path.isfile(candidate):
+            try:
+                with atomic_path(candidate, exclusive=True) as tmp:
+                    tmp.write_bytes(data)
+                return candidate
+            except FileExistsError:   # another process published it meanwhile
+                pass
+        if _same_tokenizer(candidate, payload):
+            return candidate
+    raise FileExistsError(f'{path} and its content-named twin both exist with other content')
+
+
+def _same_tokenizer(path: str, payload: dict) -> bool:
+    """Whether the file at ``path`` holds the same tokenizer (config, weights, normalization; metrics aside)."""
+    old = torch.load(path, map_location='cpu', weights_only=True)
+    if any(old.get(k) != payload[k] for k in ('config', 'mean', 'std')):
+        return False
+    state, new_state = old.get('state_dict', {}), payload['state_dict']
+    return state.keys() == new_state.keys() and all(torch.equal(state[k], new_state[k].cpu()) for k in state)
 
 
 def load_tokenizer(path: str) -> tuple[nn.Module, dict]:
     """Build a frozen tokenizer from a :func:`save_tokenizer` file. Returns ``(tokenizer, checkpoint)``."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f'tokenizer checkpoint {path} does not exist; make one with `{MAKE_ONE}` (it '
-                                f'writes {DEFAULT_CHECKPOINT}) or set target.checkpoint to yours')
+        raise FileNotFoundError(f'tokenizer checkpoint {path} does not exist; {how_to_make(path)}')
     ckpt = torch.load(path, map_location='cpu', weights_only=True)
     tokenizer = ENCODERS.build(ckpt['config'])
     tokenizer.load_state_dict(ckpt['state_dict'])
