@@ -5,8 +5,9 @@ mmengine's root registries where mmengine's Runner must find our classes (models
 wrappers, model wrappers); the rest (encoders, maskers, targets, heads) are ours alone, which keeps the number
 of registries small.
 
-An unknown ``type`` raises a ``KeyError`` that lists every name the registry knows, instead of mmengine's
-generic "not in the registry" message.
+An unknown ``type`` raises an :class:`UnknownTypeError` (a ``KeyError``) that lists every name the registry
+knows, instead of mmengine's generic "not in the registry" message; a value a part refuses (its ``ValueError``)
+raises a :class:`BadArgumentError` that names the part.
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ from mmengine.registry import VISBACKENDS as MMENGINE_VISBACKENDS
 from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
 from mmengine.registry import Registry, build_from_cfg
 
+from mimbench.errors import MimbenchError
+
 SCOPE = 'mimbench'
 
 
@@ -39,11 +42,8 @@ def _all_names(registry: Registry) -> list[str]:
     return sorted(names)
 
 
-class UnknownTypeError(KeyError):
+class UnknownTypeError(MimbenchError, KeyError):
     """A config names a ``type`` that no registered class has."""
-
-    def __str__(self) -> str:  # KeyError would print the message in quotes
-        return str(self.args[0])
 
 
 def check_type(cfg, registry: Registry) -> None:
@@ -53,12 +53,24 @@ def check_type(cfg, registry: Registry) -> None:
                        f"{', '.join(_all_names(registry))}")
 
 
+class BadArgumentError(MimbenchError, ValueError):
+    """A part refused a value of its config (``ratio=1.5`` for a masker); the message names the part."""
+
+
 def _checked(build_func):
-    """Wrap a registry build function so that an unknown type names the registered ones."""
+    """Wrap a registry build function so that an unknown type names the registered ones, and a value the part
+    refuses names the part."""
 
     def build(cfg, registry: Registry, default_args=None):
         check_type(cfg, registry)
-        return build_func(cfg, registry, default_args)
+        try:
+            return build_func(cfg, registry, default_args)
+        except ValueError as err:
+            if isinstance(err, MimbenchError):     # already says what is wrong (a data error, an inner part)
+                raise
+            # a part checks its arguments with ValueError; as a user error the tools print it in one line
+            type_ = (cfg.get('type') if isinstance(cfg, dict) else None) or (default_args or {}).get('type')
+            raise BadArgumentError(f'{registry.name} {getattr(type_, "__name__", type_)}: {err}') from err
 
     return build
 

@@ -148,13 +148,20 @@ def test_alignment_target_is_detached_even_if_the_teacher_were_trainable():
 def test_teacher_encodes_the_masked_patches_content():
     cae = build_cae()
     imgs, mask = torch.randn(2, 3, 16, 16), cae.masker(2)
-    target = cae.teacher_latents(imgs, split_indices(mask).ids_masked)
-    # The content of visible patches does not reach the teacher's latents.
-    changed = imgs.clone()
-    visible = ~mask[0].view(4, 4).repeat_interleave(4, 0).repeat_interleave(4, 1)
-    changed[0][:, visible] += 5.0
-    torch.testing.assert_close(cae.teacher_latents(changed, split_indices(mask).ids_masked), target)
+    ids_masked = split_indices(mask).ids_masked
+    target = cae.teacher_latents(imgs, ids_masked)
     assert target.shape == (2, 8, 32) and not target.requires_grad
+    removed = mask[0].view(4, 4).repeat_interleave(4, 0).repeat_interleave(4, 1)   # [16, 16] pixels of image 0
+    # The content of visible patches does not reach the teacher's latents ...
+    changed = imgs.clone()
+    changed[0][:, ~removed] += 5.0
+    torch.testing.assert_close(cae.teacher_latents(changed, ids_masked), target)
+    # ... the content of the removed ones does, in that image only.
+    changed = imgs.clone()
+    changed[0][:, removed] += 5.0
+    moved = cae.teacher_latents(changed, ids_masked)
+    assert (moved[0] - target[0]).abs().amax(-1).min() > 1e-3        # every removed patch's latent moved
+    torch.testing.assert_close(moved[1], target[1])
 
 
 def test_decoding_loss_is_the_mse_over_removed_patches_only():

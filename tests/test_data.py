@@ -6,6 +6,7 @@ continues with exactly the samples the uninterrupted run would have drawn.
 """
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import socket
@@ -339,7 +340,12 @@ def test_unwritable_cache_only_warns(tiny_folder, tmp_path, monkeypatch):
     blocker = tmp_path / 'a_file'
     blocker.write_text('')
     monkeypatch.setenv('MIMBENCH_CACHE', str(blocker / 'cache'))  # cannot create a folder inside a file
-    assert ImageFolder(tiny_folder, in_memory=True).images.shape == (5, 3, 8, 8)
+    logged = []
+    monkeypatch.setattr(folder_module, 'print_log', lambda msg, **kw: logged.append((msg, kw.get('level'))))
+    ds = ImageFolder(tiny_folder, in_memory=True)
+    assert torch.equal(ds.images, torch.stack([ImageFolder(tiny_folder)[i]['inputs'] for i in range(5)]))
+    warned = [msg for msg, level in logged if level == logging.WARNING]
+    assert len(warned) == 1 and warned[0].startswith(f'could not write dataset cache {ds.cache_path}')
 
 
 # ------------------------------------------------------------------------------------------------------ CIFAR

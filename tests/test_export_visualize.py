@@ -9,17 +9,35 @@ from timm.models.vision_transformer import VisionTransformer
 from mimbench.engine.runner import load_config
 from mimbench.evaluation.export import timm_model_args, timm_state_dict
 from mimbench.evaluation.reconstruction import MASK_GREY, reconstruct
-from mimbench.models.patches import patchify
+from mimbench.models.patches import patchify, unpatchify
 from mimbench.registry import ENCODERS, MODELS
 
+from tests.fixtures.tokenizers import make_tokenizer_file
 from tests.fixtures.tools import load_tool  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / 'tests/configs/tiny_mae.py')   # MAE: 16 px, patch 4, width 32, depth 2; raw-pixel target
+TINY_CAE = str(REPO / 'tests/configs/tiny_cae.py')   # CAE: same encoder size, 8 of 16 patches removed; raw pixels
 
 
-def make_checkpoint(path, options=None, seed=0):
-    cfg = load_config(TINY, options)
+def tiny_config(algorithm, target=None):
+    """The tiny MAE or CAE config, or a BEiT-style one on the same 16 px images, with ``target`` if given."""
+    if algorithm == 'BEiT':
+        cfg = load_config(TINY)
+        cfg.model = dict(type='BEiT', target=dict(type='PixelTarget', normalize=False),
+                         encoder=dict(type='ViT', arch='micro', img_size=16, patch_size=4, embed_dim=32, depth=1,
+                                      num_heads=2),
+                         masker=dict(type='RandomMasker', ratio=0.5),
+                         data_preprocessor=cfg.model.data_preprocessor)
+    else:
+        cfg = load_config(TINY if algorithm == 'MAE' else TINY_CAE)
+    if target is not None:
+        cfg.model.target = target
+    return cfg
+
+
+def make_checkpoint(path, options=None, seed=0, cfg=None):
+    cfg = cfg or load_config(TINY, options)
     torch.manual_seed(seed)
     model = MODELS.build(cfg.model)
     with torch.no_grad():   # move the zero/one-initialized tensors too, so that every weight is checked
@@ -122,6 +140,76 @@ def test_the_visualize_tool_writes_a_png_with_the_caption(tmp_path, capsys):
     assert (tmp_path / 'recon.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert rec.original.shape == (2, 3, 16, 16)
     assert 'ground-truth mean and variance' in capsys.readouterr().out
+
+
+def tiny_model(algorithm):
+    torch.manual_seed(0)
+    return MODELS.build(tiny_config(algorithm).model).eval()
+
+
+def scored_prediction(model, x, mask):
+    """The prediction ``[B, L, C_t]`` that ``model``'s training loss compares with the target, for ``mask``."""
+    scored = []
+    real = model.target.loss
+    model.target.loss = lambda pred, imgs, m: scored.append(pred.detach()) or real(pred, imgs, m)
+    try:
+        with torch.no_grad():
+            model.loss(x, mask)
+    finally:
+        del model.target.loss       # the class's method again
+    return scored[0]
+
+
+@pytest.mark.parametrize('algorithm', ['CAE', 'BEiT'])
+def test_reconstruct_is_the_prediction_the_training_loss_scores(algorithm):
+    model = tiny_model(algorithm)
+    x = torch.randn(3, 3, 16, 16)
+    mask = model.masker(3, generator=torch.Generator().manual_seed(0))
+    scored = scored_prediction(model, x, mask)
+    torch.testing.assert_close(model.reconstruct(x, mask), scored, atol=0, rtol=0)
+    assert torch.all(scored[~mask] == 0) and torch.all(scored[mask].abs().sum(-1) > 0)   # removed patches only
+
+
+@pytest.mark.parametrize('algorithm', ['CAE', 'BEiT'])
+def test_a_picture_of_a_model_that_predicts_removed_patches_only_draws_them_and_greys_the_visible_ones(algorithm):
+    model = tiny_model(algorithm)
+    imgs = images()
+    rec = reconstruct(model, imgs, generator=torch.Generator().manual_seed(0))
+    x = model.data_preprocessor.normalize(imgs)
+    scored = model.data_preprocessor.denormalize(unpatchify(scored_prediction(model, x, rec.mask), 4, (4, 4)))
+    removed = rec.mask.unsqueeze(-1)                                       # [B, L, 1], True = removed
+    assert 0 < rec.mask.sum() < rec.mask.numel()
+    for panel in (rec.reconstruction, rec.pasted):    # at removed patches: what training scored, in place
+        torch.testing.assert_close(torch.where(removed, patchify(panel, 4), 0),
+                                   torch.where(removed, patchify(scored, 4), 0))
+    assert (patchify(rec.reconstruction, 4)[rec.mask] != MASK_GREY).any(-1).all()   # a prediction is drawn
+    assert torch.all(torch.where(removed, MASK_GREY, patchify(rec.reconstruction, 4)) == MASK_GREY)
+    assert 'reconstruction of each removed patch' in rec.caption
+    assert f'{algorithm} predicts the removed patches only: the visible ones are grey' in rec.caption
+
+
+def test_the_visualize_tool_draws_a_cae_checkpoint(tmp_path, capsys):
+    make_checkpoint(tmp_path / 'ckpt.pth', cfg=tiny_config('CAE'))
+    rec = load_tool('visualize').main([str(tmp_path / 'ckpt.pth'), '--out', str(tmp_path / 'recon.png'),
+                                       '--num', '2'])
+    assert (tmp_path / 'recon.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert rec.original.shape == (2, 3, 16, 16)
+    assert 'CAE predicts the removed patches only' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('algorithm', ['BEiT', 'CAE'])
+def test_visualize_on_a_token_target_checkpoint_stops_with_one_error_line_saying_why_and_what_is_drawn(
+        algorithm, tmp_path):
+    tokenizer = make_tokenizer_file(tmp_path / 'tok.pth', vocab_size=16)
+    make_checkpoint(tmp_path / 'ckpt.pth', cfg=tiny_config(algorithm, dict(type='TokenTarget', checkpoint=tokenizer)))
+    with pytest.raises(SystemExit) as stop:
+        load_tool('visualize').main([str(tmp_path / 'ckpt.pth'), '--out', str(tmp_path / 'recon.png')])
+    message = str(stop.value.code)
+    assert message.startswith('error: ') and '\n' not in message
+    assert f'no reconstruction picture for {algorithm} with a TokenTarget' in message
+    assert 'it predicts tokenizer code ids, not pixels' in message
+    assert 'pictures are drawn for MAE, CAE and BEiT-style models with a PixelTarget' in message
+    assert not (tmp_path / 'recon.png').exists()
 
 
 def test_training_curves_read_across_a_resume_and_plot(tmp_path):

@@ -3,7 +3,6 @@ import pytest
 import torch
 
 from mimbench.algorithms import MAE, NonFiniteLossError
-from mimbench.masking import split_indices
 from mimbench.registry import MODELS
 
 
@@ -27,12 +26,21 @@ def test_parts_are_sized_from_the_encoder():
 
 
 def test_loss_gradient_is_zero_at_visible_patches():
+    # Through MAE.loss itself, with the mask it draws: the prediction it scores is kept to read its gradient.
     mae = build_mae()
-    imgs = torch.randn(4, 3, 32, 32)
-    mask = mae.masker(4)
-    pred = mae.reconstruct(imgs, mask).detach().requires_grad_(True)
-    mae.target.loss(pred, imgs, mask).backward()
-    per_patch = pred.grad.abs().sum(-1)
+    seen = {}
+    reconstruct = mae.reconstruct
+
+    def keep_prediction(imgs, mask):
+        pred = reconstruct(imgs, mask)
+        pred.retain_grad()
+        seen.update(pred=pred, mask=mask)
+        return pred
+
+    mae.reconstruct = keep_prediction
+    mae.loss(torch.randn(4, 3, 32, 32))['loss'].backward()
+    per_patch, mask = seen['pred'].grad.abs().sum(-1), seen['mask']     # [B, L], True = removed
+    assert mask.sum(1).tolist() == [mae.masker.num_masked] * 4
     assert torch.all(per_patch[~mask] == 0)
     assert torch.all(per_patch[mask] > 0)
 
@@ -55,12 +63,29 @@ def test_encoder_with_mask_tokens_sees_every_patch():
     assert mae.encoder.mask_token.grad is not None and mae.encoder.mask_token.grad.abs().sum() > 0
 
 
-def test_reconstruction_has_one_prediction_per_patch_in_image_order():
-    mae = build_mae()
+@pytest.mark.parametrize('mask_token_in_encoder', [False, True], ids=['visible-only encoder', 'encoder w/ [M]'])
+def test_reconstruction_has_one_prediction_per_patch_in_image_order(mask_token_in_encoder):
+    # With attention switched off no token reads another, so row i of the output can only depend on patch i:
+    # changing the pixels of a visible patch must change that row and no other, and changing a removed patch
+    # must change nothing (the model never sees it).
+    mae = build_mae(mask_token_in_encoder=mask_token_in_encoder).eval()
+    with torch.no_grad():
+        for block in [*mae.encoder.blocks, *mae.decoder.blocks]:
+            block.attn.proj.weight.zero_()
+            block.attn.proj.bias.zero_()
     imgs = torch.randn(2, 3, 32, 32)
-    mask = mae.masker(2)
-    assert mae.reconstruct(imgs, mask).shape == (2, 64, 48)
-    assert split_indices(mask).ids_keep.shape == (2, 16)
+    mask = mae.masker(2, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before = mae.reconstruct(imgs, mask)
+        assert before.shape == (2, 64, 48)
+        for patch in range(64):
+            row, col = divmod(patch, 8)
+            edited = imgs.clone()
+            edited[0, :, 4 * row:4 * row + 4, 4 * col:4 * col + 4] += 1.0
+            changed = (mae.reconstruct(edited, mask) - before).abs().amax(-1) > 1e-5     # [B, L]
+            expected = [] if mask[0, patch] else [patch]
+            assert changed[0].nonzero().flatten().tolist() == expected, f'patch {patch}'
+            assert not changed[1].any()
 
 
 def test_tensor_mode_returns_features_of_all_patches():
@@ -70,8 +95,9 @@ def test_tensor_mode_returns_features_of_all_patches():
 
 
 def test_a_nan_loss_stops_before_the_optimizer_step():
+    # the model cannot know which checkpoint was saved: the runner adds that (test_training.py)
     mae = build_mae()
-    with pytest.raises(NonFiniteLossError, match='last saved checkpoint'):
+    with pytest.raises(NonFiniteLossError, match='stopped before the optimizer step'):
         mae.parse_losses({'loss': torch.tensor(float('nan'))})
 
 

@@ -47,13 +47,17 @@ def test_encoder_position_embedding_is_not_trained():
 
 def test_visible_path_runs_the_blocks_on_exactly_the_visible_tokens():
     enc = micro_vit()
+    imgs = torch.randn(3, 3, 32, 32)
     mask = RandomMasker(enc.grid, ratio=0.75)(3)
     ids = split_indices(mask)
     seen = []
-    enc.blocks[0].register_forward_hook(lambda m, inp, out: seen.append(inp[0].shape))
-    out = enc.forward_visible(torch.randn(3, 3, 32, 32), ids.ids_keep)
-    assert seen == [torch.Size([3, 1 + 16, 192])]
-    assert out.shape == (3, 17, 192)
+    enc.blocks[0].register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
+    out = enc.forward_visible(imgs, ids.ids_keep)
+    assert seen[0].shape == (3, 1 + 16, 192) and out.shape == (3, 17, 192)
+    # [cls], then each visible patch's embedding with its own position, in ascending position order
+    embedded = enc.patch_embed(imgs) + enc.pos_embed[:, 1:]                     # [B, L, D]
+    torch.testing.assert_close(seen[0][:, 1:], embedded[~mask].view(3, 16, 192))
+    torch.testing.assert_close(seen[0][:, 0], (enc.cls_token + enc.pos_embed[:, :1])[:, 0].expand(3, -1))
 
 
 def test_visible_path_equals_the_full_path_when_nothing_is_masked():

@@ -50,6 +50,11 @@ def test_pca_is_fitted_on_the_first_training_batch_in_memory_and_writes_no_file(
     target = PCATarget(patch_size=4, num_components=8, basis_file=str(basis)).train()
     imgs = torch.randn(8, 3, 16, 16) * torch.linspace(0.2, 2, 16)            # anisotropic columns
     assert target(imgs).shape == (8, 16, 8) and bool(target.fitted)
+    first = fit_pca(patchify(imgs, 4).reshape(-1, 48))                       # all B * L patches of that batch
+    torch.testing.assert_close(target.mean, first['mean'])
+    torch.testing.assert_close(target.components, first['components'][:8])
+    other = torch.randn(8, 3, 16, 16) * torch.linspace(2, 0.2, 16)           # later batches do not refit
+    torch.testing.assert_close(target(other), (patchify(other, 4) - first['mean']) @ first['components'][:8].t())
     assert not basis.exists()   # an estimate or benchmark on noise must leave nothing for real runs to load
 
 

@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from mimbench.algorithms import NonFiniteLossError
+from mimbench.algorithms import NonFiniteLossError, NonFiniteWeightsError
 from mimbench.engine.checkpoint import load_local_checkpoint
 from mimbench.engine.runner import apply_cli, build_runner, load_config
+from mimbench.errors import MimbenchError
 from mimbench.registry import UnknownTypeError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,12 +66,131 @@ def test_checkpoints_load_on_current_torch(tmp_path):
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     options = {'custom_imports': dict(imports=['tests.fixtures.parts']),
                'custom_hooks': [dict(type='CorruptWeightsHook', at_iter=6)]}
-    with pytest.raises(NonFiniteLossError):
+    with pytest.raises(NonFiniteLossError, match=r'last checkpoint saved, \S*iter_4\.pth, holds finite weights'):
         train(tmp_path, options=options)
     last = (tmp_path / 'last_checkpoint').read_text().strip()
     assert last.endswith('iter_4.pth')
     state = load_local_checkpoint(last)['state_dict']
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def _finite(path):
+    state = load_local_checkpoint(str(path))['state_dict']
+    return all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def test_weights_that_turn_non_finite_are_never_checkpointed_and_the_error_names_the_last_saved(tmp_path):
+    # The issue's run: a huge learning rate, a checkpoint every 2 iterations. Here the loss stays finite while a
+    # step makes the weights NaN, just before the save at iteration 4 (at lr=1e9 the tiny model's loss is
+    # already NaN before the first save).
+    options = {'optim_wrapper.optimizer.lr': 1e4, 'default_hooks.checkpoint.interval': 2}
+    with pytest.raises(NonFiniteWeightsError) as err:
+        train(tmp_path, options=options)
+    assert 'iter_4.pth was not written' in str(err.value) and 'lower the learning rate' in str(err.value)
+    last = (tmp_path / 'last_checkpoint').read_text().strip()
+    assert f'last checkpoint saved, {last},' in str(err.value)
+    saved = sorted(tmp_path.glob('iter_*.pth'))
+    assert [p.name for p in saved] == ['iter_2.pth'] and all(_finite(p) for p in saved)
+
+
+def test_a_checkpoint_write_that_dies_leaves_no_partial_file_and_deletes_no_older_checkpoint(tmp_path, monkeypatch):
+    from mmengine.fileio.backends.local_backend import LocalBackend
+    real_put = LocalBackend.put
+
+    def dies_half_way(self, data, filepath):   # a kill or a full disk in the middle of writing iter_6.pth
+        if 'iter_6' in str(filepath):
+            Path(filepath).write_bytes(data[:len(data) // 2])
+            raise OSError('No space left on device')
+        return real_put(self, data, filepath)
+    monkeypatch.setattr(LocalBackend, 'put', dies_half_way)
+    with pytest.raises(OSError, match='No space left'):   # max_keep_ckpts=2: iter_6 would replace iter_2
+        train(tmp_path, max_iters=8, options={'default_hooks.checkpoint.interval': 2})
+    assert sorted(p.name for p in tmp_path.iterdir() if 'iter_' in p.name) == ['iter_2.pth', 'iter_4.pth']
+    assert (tmp_path / 'last_checkpoint').read_text().strip() == str(tmp_path / 'iter_4.pth')
+    assert all(_finite(tmp_path / name) for name in ('iter_2.pth', 'iter_4.pth'))   # both load whole
+
+
+def test_the_last_checkpoint_pointer_is_replaced_whole_never_truncated_in_place(tmp_path, monkeypatch):
+    import builtins
+    real_open, opened = builtins.open, []
+
+    def spy(file, mode='r', *args, **kwargs):
+        opened.append((str(file), mode))
+        return real_open(file, mode, *args, **kwargs)
+    monkeypatch.setattr(builtins, 'open', spy)
+    train(tmp_path, max_iters=4, options={'default_hooks.checkpoint.interval': 2})
+    assert (tmp_path / 'last_checkpoint').read_text() == str(tmp_path / 'iter_4.pth')
+    # open(..., 'w') empties the file first: a run killed then, or a reader, would find an empty pointer
+    assert not [mode for file, mode in opened if file.endswith('last_checkpoint') and 'w' in mode]
+
+
+@pytest.mark.parametrize('damage', ['torn checkpoint', 'empty pointer', 'missing pointer'])
+def test_resume_falls_back_to_the_newest_checkpoint_that_loads_and_says_so(tmp_path, capsys, damage):
+    straight = train(tmp_path / 'straight', max_iters=10)
+    work = tmp_path / 'split'
+    train(work, max_iters=6, options={'default_hooks.checkpoint.interval': 2})   # keeps iter_4 and iter_6
+    if damage == 'torn checkpoint':
+        data = (work / 'iter_6.pth').read_bytes()
+        (work / 'iter_6.pth').write_bytes(data[:len(data) // 2])
+        skipped, used = f'{work}/iter_6.pth (RuntimeError', work / 'iter_4.pth'
+    elif damage == 'empty pointer':
+        (work / 'last_checkpoint').write_text('')
+        skipped, used = f'{work}/last_checkpoint (empty)', work / 'iter_6.pth'
+    else:
+        (work / 'last_checkpoint').unlink()
+        skipped, used = f'{work}/last_checkpoint (missing)', work / 'iter_6.pth'
+    capsys.readouterr()
+    resumed = train(work, max_iters=10, resume='auto')
+    line = next(line for line in capsys.readouterr().out.splitlines() if 'resume: skipped' in line)
+    assert skipped in line and f'resuming from {used},' in line
+    assert resumed.last_checkpoint == str(work / 'iter_10.pth')
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name   # the fallback checkpoint continues exactly
+
+
+def test_resume_with_another_batch_size_is_refused_unless_the_checkpoint_predates_the_record(tmp_path):
+    train(tmp_path, max_iters=4)
+    with pytest.raises(MimbenchError, match=r'batch size 16 per process on 1 process\(es\), this run has 8 on 1;.*'
+                                            r'train_dataloader.batch_size=16'):
+        train(tmp_path, max_iters=8, resume='auto', options={'train_dataloader.batch_size': 8})
+    ckpt = load_local_checkpoint(str(tmp_path / 'iter_4.pth'))
+    for key in ('train_batch_size', 'world_size'):   # as checkpoints written before the record existed
+        del ckpt['meta'][key]
+    torch.save(ckpt, tmp_path / 'iter_4.pth')
+    assert train(tmp_path, max_iters=8, resume='auto', options={'train_dataloader.batch_size': 8}).iter == 8
+
+
+def test_a_second_run_in_a_busy_work_dir_refuses_at_once_naming_the_holder(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from mimbench.lockfile import hold_lock
+
+    work = tmp_path / 'run'
+    work.mkdir()
+    with hold_lock(work / '.train.lock'):   # this process stands for the first run
+        second = subprocess.run([sys.executable, str(REPO / 'tools/train.py'), TINY, '--work-dir', str(work),
+                                 '--max-iters', '2'], env=_env(), capture_output=True, text=True, timeout=120)
+        assert second.returncode == 1
+        assert second.stderr.strip().splitlines()[-1] == (
+            f'error: work dir {work} is in use: the training run {socket.gethostname()}:{os.getpid()} holds '
+            f'{work}/.train.lock; wait for it to end or train into another --work-dir')
+        assert os.listdir(work) == ['.train.lock']     # no log, config or checkpoint of the second run
+
+
+def test_a_training_lock_left_by_a_dead_process_is_taken_over_and_released_at_the_end(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / '.train.lock').write_text(f'{socket.gethostname()}:{dead.pid}')   # a killed run's lock
+    assert train(tmp_path, max_iters=2).iter == 2
+    assert not (tmp_path / '.train.lock').exists()
 
 
 def test_amp_runs_on_cpu_with_bfloat16_autocast(tmp_path):

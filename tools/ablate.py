@@ -25,6 +25,7 @@ from mimbench.ablation.cells import Scale, expand, find_record, fit_missing_base
 from mimbench.ablation.report import GROUPS, write_report, write_status  # noqa: E402
 from mimbench.ablation.store import ResultStore  # noqa: E402
 from mimbench.engine.runner import load_config  # noqa: E402
+from mimbench.errors import USER_ERRORS  # noqa: E402
 from mimbench.ablation.sweep import LAUNCHERS, SweepSpec, format_duration, run_sweep  # noqa: E402
 
 AXIS_CHOICES = [*AXES, *GROUPS, *SPECIAL_AXES]
@@ -99,7 +100,8 @@ def main(argv=None) -> None:
             raise AblationError(f'give --axis (one or more of: {", ".join(AXIS_CHOICES)}) or --report')
         store_dir = args.store or str(Path(args.results) / 'ablation' / scale.name)
         store = ResultStore(store_dir)
-        restore_weight_files(store)     # before any cell key is computed: keys hash the tokenizer's content
+        if not args.dry_run:            # an estimate writes nothing: a missing file's cells match by config
+            restore_weight_files(store)  # before any cell key is computed: keys hash the tokenizer's content
         if args.report:
             stored = {r['axis'] for r in store.records().values() if r and r.get('scale') == scale.name}
             if not stored:
@@ -142,7 +144,7 @@ def main(argv=None) -> None:
         for path in write_report(scale, names, store, args.results):
             print(f'wrote {path}')
         print(f'wrote {write_status(scale, store, args.results)}')
-    except AblationError as err:
+    except USER_ERRORS as err:     # a bad axis, value, scale, config key or data: one line, not a traceback
         sys.exit(f'error: {err}')
 
 

@@ -26,6 +26,7 @@ import mimbench  # noqa: E402,F401  (registers every component)
 from mimbench.algorithms import CAE  # noqa: E402
 from mimbench.engine.checkpoint import load_local_checkpoint  # noqa: E402
 from mimbench.engine.runner import set_data_root  # noqa: E402
+from mimbench.errors import USER_ERRORS  # noqa: E402
 from mimbench.masking import split_indices  # noqa: E402
 from mimbench.models.patches import patchify, unpatchify  # noqa: E402
 from mimbench.registry import DATASETS, ENCODERS, MODELS  # noqa: E402
@@ -76,14 +77,17 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    model, cfg = load_model(args.checkpoint)
-    dataset_cfg = cfg.train_dataloader.dataset
-    if args.data_root:
-        set_data_root(cfg, args.data_root)
-    dataset_cfg = dict(dataset_cfg.to_dict(), pipeline=[])
-    if 'split' in dataset_cfg:   # datasets without splits (synthetic images) are used as they are
-        dataset_cfg['split'] = args.split
-    dataset = DATASETS.build(dataset_cfg)
+    try:
+        model, cfg = load_model(args.checkpoint)
+        dataset_cfg = cfg.train_dataloader.dataset
+        if args.data_root:
+            set_data_root(cfg, args.data_root)
+        dataset_cfg = dict(dataset_cfg.to_dict(), pipeline=[])
+        if 'split' in dataset_cfg:   # datasets without splits (synthetic images) are used as they are
+            dataset_cfg['split'] = args.split
+        dataset = DATASETS.build(dataset_cfg)
+    except USER_ERRORS as err:  # a missing checkpoint or data: one line, not a traceback
+        sys.exit(f'error: {err}')
     n = min(args.num_images, len(dataset))
     raw = torch.stack([dataset[i]['inputs'] for i in range(n)])
     imgs = model.data_preprocessor.normalize(raw)

@@ -19,11 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from mimbench.data import DatasetError  # noqa: E402
 from mimbench.engine.runner import DictAction  # noqa: E402
+from mimbench.errors import USER_ERRORS  # noqa: E402
 from mimbench.evaluation import PROTOCOLS, benchmark, evaluate, load_eval_config  # noqa: E402
-from mimbench.evaluation.encoder import EncoderMismatchError  # noqa: E402
-from mimbench.registry import UnknownTypeError  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -65,7 +63,7 @@ def main(argv=None) -> dict:
         record = evaluate(args.protocol, args.checkpoint, scratch=args.scratch, config=args.config,
                           eval_cfg=eval_cfg, data_root=args.data_root, seed=args.seed, cache_dir=args.cache_dir,
                           out=args.out, max_iters=args.max_iters, log=lambda s: print(s, flush=True))
-    except (DatasetError, UnknownTypeError, EncoderMismatchError, FileNotFoundError) as err:
+    except USER_ERRORS as err:      # bad data, config, checkpoint or command line: one line, not a traceback
         sys.exit(f'error: {err}')
     print(f'{args.protocol} top-1: {record["accuracy"]:.2f}%  ({record["wall_time_s"]:.0f} s; '
           f'record: {record["out"]})')

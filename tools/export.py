@@ -17,7 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import torch  # noqa: E402
 
-from mimbench.evaluation.encoder import EncoderMismatchError, load_encoder  # noqa: E402
+from mimbench.errors import USER_ERRORS  # noqa: E402
+from mimbench.evaluation.encoder import load_encoder  # noqa: E402
 from mimbench.evaluation.export import export_payload, timm_create_call  # noqa: E402
 from mimbench.fileio import atomic_path  # noqa: E402
 
@@ -35,7 +36,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     try:
         loaded = load_encoder(args.checkpoint, args.config)
-    except (EncoderMismatchError, FileNotFoundError) as err:
+    except USER_ERRORS as err:      # a missing or mismatched checkpoint: one line, not a traceback
         sys.exit(f'error: {err}')
     payload = export_payload(loaded.encoder, loaded.checkpoint)
     out = Path(args.out)

@@ -11,6 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from mimbench.analysis.curves import plot_curves, read_scalars  # noqa: E402
+from mimbench.errors import USER_ERRORS  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -19,7 +20,10 @@ def main(argv=None) -> None:
     p.add_argument('--out', help='PNG path (default: WORK_DIR/loss.png)')
     p.add_argument('--keys', nargs='+', default=['loss'], help='logged values to plot')
     args = p.parse_args(argv)
-    records = read_scalars(args.work_dir)
+    try:
+        records = read_scalars(args.work_dir)
+    except USER_ERRORS as err:  # not a work dir, or nothing logged yet: one line, not a traceback
+        sys.exit(f'error: {err}')
     out = plot_curves(records, args.out or Path(args.work_dir) / 'loss.png', title=Path(args.work_dir).name,
                       keys=tuple(args.keys))
     first, last = records[0], records[-1]

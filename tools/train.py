@@ -13,10 +13,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from mimbench.data import DatasetError  # noqa: E402
 from mimbench.engine.dist import LAUNCHERS  # noqa: E402
 from mimbench.engine.runner import DictAction, apply_cli, build_runner, load_config  # noqa: E402
-from mimbench.registry import UnknownTypeError  # noqa: E402
+from mimbench.errors import USER_ERRORS  # noqa: E402
 from mimbench.targets.pca import fit_basis_file  # noqa: E402
 
 
@@ -40,16 +39,16 @@ def parse_args(argv=None):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    cfg = load_config(args.config, args.cfg_options)
-    apply_cli(cfg, args.config, work_dir=args.work_dir, data_root=args.data_root, resume=args.resume,
-              launcher=args.launcher, amp=args.amp, seed=args.seed, max_iters=args.max_iters,
-              tensorboard=args.tensorboard)
     try:
+        cfg = load_config(args.config, args.cfg_options)
+        apply_cli(cfg, args.config, work_dir=args.work_dir, data_root=args.data_root, resume=args.resume,
+                  launcher=args.launcher, amp=args.amp, seed=args.seed, max_iters=args.max_iters,
+                  tensorboard=args.tensorboard)
         # A PCA target's basis is fitted from real images and written once before training, so that every run
         # and every ablation cell naming that file reads the same basis.
         fit_basis_file(cfg)
         build_runner(cfg).train()
-    except (DatasetError, UnknownTypeError) as err:  # bad data or config: one clear line, not a traceback
+    except USER_ERRORS as err:  # bad data, config or command line: one clear line, not a traceback
         sys.exit(f'error: {err}')
 
 

@@ -23,12 +23,12 @@ import torch  # noqa: E402
 from mmengine.dist import get_rank  # noqa: E402
 from mmengine.model import is_model_wrapper  # noqa: E402
 
-from mimbench.data import DatasetError  # noqa: E402
 from mimbench.engine.checkpoint import load_local_checkpoint  # noqa: E402
 from mimbench.engine.dist import LAUNCHERS  # noqa: E402
 from mimbench.engine.runner import DictAction, apply_cli, build_runner, load_config  # noqa: E402
+from mimbench.errors import USER_ERRORS  # noqa: E402
 from mimbench.models.tokenizer import codebook_usage  # noqa: E402
-from mimbench.registry import DATASETS, MODELS, UnknownTypeError  # noqa: E402
+from mimbench.registry import DATASETS, MODELS  # noqa: E402
 from mimbench.targets.token import save_tokenizer  # noqa: E402
 
 
@@ -70,11 +70,11 @@ def evaluate(tokenizer, preprocessor, dataset, num_images: int, batch_size: int)
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    cfg = load_config(args.config, args.cfg_options)
-    apply_cli(cfg, args.config, work_dir=args.work_dir, data_root=args.data_root,
-              resume=args.resume, launcher=args.launcher, max_iters=args.max_iters)
-    work_dir = Path(cfg.work_dir)
     try:
+        cfg = load_config(args.config, args.cfg_options)
+        apply_cli(cfg, args.config, work_dir=args.work_dir, data_root=args.data_root,
+                  resume=args.resume, launcher=args.launcher, max_iters=args.max_iters)
+        work_dir = Path(cfg.work_dir)
         if args.eval_only:
             last = work_dir / 'last_checkpoint'
             if not last.is_file():
@@ -94,7 +94,7 @@ def main(argv=None) -> None:
         if 'split' in dataset_cfg:  # datasets without splits (synthetic images) are measured as they are
             dataset_cfg['split'] = eval_cfg['split']
         dataset = DATASETS.build(dataset_cfg)
-    except (DatasetError, UnknownTypeError) as err:
+    except USER_ERRORS as err:  # bad data, config or command line: one clear line, not a traceback
         sys.exit(f'error: {err}')
 
     metrics = evaluate(model.tokenizer, model.data_preprocessor, dataset, eval_cfg['num_images'],

@@ -1,10 +1,14 @@
-"""Draw what a pretrained MAE reconstructs: original | masked | reconstruction | reconstruction + visible patches.
+"""Draw what a pretrained model reconstructs: original | masked | reconstruction | reconstruction + visible patches.
 
     python tools/visualize.py work_dirs/mae_micro_cifar10/latest.pth --out recon.png
     python tools/visualize.py CKPT --out recon.png --num 12 --split train --seed 3
 
 Images come from the pretraining dataset (test split by default), unaugmented, resized and centre-cropped to
 the encoder's input size when they differ from it. The masks are drawn by the model's own masker.
+
+MAE, CAE and BEiT-style models with a pixel target are drawn; CAE and BEiT predict only the removed patches, so
+their reconstruction panel is grey at the visible ones. A model that predicts something else (tokenizer ids, PCA
+coefficients) has no picture: the tool says so in one ``error:`` line.
 """
 from __future__ import annotations
 
@@ -17,8 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import torch  # noqa: E402
 
-from mimbench.data import DatasetError, InMemoryImages  # noqa: E402
-from mimbench.evaluation.encoder import EncoderMismatchError, load_algorithm  # noqa: E402
+from mimbench.data import InMemoryImages  # noqa: E402
+from mimbench.errors import USER_ERRORS  # noqa: E402
+from mimbench.evaluation.encoder import load_algorithm  # noqa: E402
 from mimbench.evaluation.reconstruction import Reconstruction, reconstruct  # noqa: E402
 from mimbench.fileio import save_figure  # noqa: E402
 from mimbench.registry import DATASETS  # noqa: E402
@@ -27,7 +32,7 @@ COLUMNS = ('original', 'masked', 'reconstruction', 'visible pasted back')
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description='Draw MAE reconstructions.')
+    p = argparse.ArgumentParser(description='Draw the reconstructions of a pixel-predicting model.')
     p.add_argument('checkpoint', help='pretraining checkpoint, WORK_DIR/latest.pth, or a work dir')
     p.add_argument('--out', default='recon.png', help='PNG to write')
     p.add_argument('--config', help='pretraining config (default: the one stored in the checkpoint)')
@@ -84,7 +89,7 @@ def main(argv=None) -> Reconstruction:
         img_size = model.encoder.grid[0] * model.encoder.patch_size
         imgs = sample_images(cfg, img_size, args.split, args.num, args.seed, args.data_root)
         rec = reconstruct(model, imgs, generator=torch.Generator().manual_seed(args.seed))
-    except (DatasetError, EncoderMismatchError, FileNotFoundError, ValueError) as err:
+    except USER_ERRORS as err:      # bad checkpoint or data, or a model with no pixels to draw: one line
         sys.exit(f'error: {err}')
     out = draw(rec, args.out)
     print(f'wrote {out}: {rec.caption}')

@@ -16,10 +16,8 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +25,7 @@ from pathlib import Path
 from mimbench.ablation.cells import REPO, Cell, Scale, find_record, repo_path, weight_files
 from mimbench.ablation.store import ResultStore, code_version, this_host
 from mimbench.fileio import read_json, write_json_atomic
+from mimbench.lockfile import LockHeld, hold_lock
 
 Log = Callable[[str], None]
 TRAIN_TOOL = REPO / 'tools' / 'train.py'
@@ -40,66 +39,18 @@ class CellBusy(RuntimeError):
     """Another live process is running this cell (two sweeps over overlapping cells)."""
 
 
-LOCK_HEARTBEAT_S = 60
-LOCK_STALE_S = 15 * 60
-
-
 @contextlib.contextmanager
 def cell_lock(work_dir: Path):
     """Hold ``work_dir/.lock`` while running a cell, so that two sweeps started over overlapping cells (two
     terminals, two machines or cluster jobs on one filesystem) never train the same cell into the same work
-    dir. The holder touches the lock every minute; a lock whose process is gone (same host) or that has not
-    been touched for 15 minutes (a job killed on another node) is taken over."""
-    lock = work_dir / '.lock'
-    me = f'{socket.gethostname()}:{os.getpid()}'
-    for _ in range(2):
+    dir; raises :class:`CellBusy` when a live process holds it (see :func:`mimbench.lockfile.hold_lock`). The
+    training it launches takes its own ``.train.lock`` in the same dir."""
+    with contextlib.ExitStack() as held:
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            if _stale(lock):
-                lock.unlink(missing_ok=True)
-                continue
-            owner = lock.read_text().strip() if lock.exists() else ''
-            raise CellBusy(f'{work_dir.name} is being run by {owner or "another process"}') from None
-        with os.fdopen(fd, 'w') as f:
-            f.write(me)
-        break
-    else:
-        raise CellBusy(f'could not lock {lock}')
-    stop = threading.Event()
-
-    def heartbeat():
-        while not stop.wait(LOCK_HEARTBEAT_S):
-            with contextlib.suppress(OSError):
-                os.utime(lock)
-    beat = threading.Thread(target=heartbeat, daemon=True)
-    beat.start()
-    try:
+            held.enter_context(hold_lock(work_dir / '.lock'))
+        except LockHeld as err:
+            raise CellBusy(f'{work_dir.name} is being run by {err.holder}') from None
         yield
-    finally:
-        stop.set()
-        lock.unlink(missing_ok=True)
-
-
-def _stale(lock: Path) -> bool:
-    try:
-        owner, age = lock.read_text().strip(), time.time() - lock.stat().st_mtime
-    except FileNotFoundError:
-        return True
-    host, _, pid = owner.partition(':')
-    if host == socket.gethostname() and pid.isdigit():
-        return not _alive(int(pid))
-    return age > LOCK_STALE_S
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def cell_work_dir(work_root: str | os.PathLike, cell: Cell) -> Path:

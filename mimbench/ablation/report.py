@@ -176,29 +176,33 @@ def why_not_shown(records: list[dict]) -> str:
         if files else '')
 
 
+# extra column name in an axis -> (record's flops_gflops_per_img key, table header)
+FLOPS_KEYS = {'encoder': 'encoder', 'model': 'forward'}
+FLOPS_COLUMNS = {'encoder': 'encoder GFLOPs/img', 'model': 'model GFLOPs/img (enc + dec)'}
+
+
 def axis_table(scale: Scale, axis: Axis, rows: list[Row], stale: list[dict] = (), heading: bool = True) -> str:
     """The markdown section of one axis (under a ``##`` heading unless ``heading`` is False: a file of one
     axis already carries its title)."""
     seeds = max((len(row.records) for row in rows), default=0)
     metrics = metric_columns(scale, rows)
-    flops_col = 'encoder FLOPs' in axis.extra_columns
-    header = [axis.column, 'default'] + [METRIC_NAMES.get(m, m) for m in metrics]
-    if flops_col:
-        header.append('encoder GFLOPs/img')
+    # FLOPs columns: the encoder's forward, and the whole model's (encoder + decoder, what the paper's 3.3x
+    # counts); a ratio is only comparable to the paper's when both count the same thing
+    flops_cols = [(part, label) for part, label in FLOPS_COLUMNS.items() if f'{part} FLOPs' in axis.extra_columns]
+    header = [axis.column, 'default'] + [METRIC_NAMES.get(m, m) for m in metrics] + [h for _, h in flops_cols]
     header += ['paper ft', 'paper lin']
-    base_flops = None
-    if flops_col:
-        for row in rows:
-            if row.ours_default and row.records:
-                base_flops = row.records[0]['flops_gflops_per_img']['encoder']
+    base_flops = {}
+    for row in rows:
+        if row.ours_default and row.records:
+            base_flops = row.records[0]['flops_gflops_per_img']
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
     for row in rows:
         marks = [m for m, on in (('ours', row.ours_default), ('paper', row.value.paper_default)) if on]
         cells = [row.value.label, ' + '.join(marks)] + [_fmt(row.mean_std(m), seeds) for m in metrics]
-        if flops_col:
-            flops = row.records[0]['flops_gflops_per_img']['encoder'] if row.records else None
-            cells.append('-' if flops is None else
-                         f'{flops:.4g}' + (f' ({flops / base_flops:.1f}x)' if base_flops else ''))
+        for part, _ in flops_cols:
+            flops = row.records[0]['flops_gflops_per_img'][FLOPS_KEYS[part]] if row.records else None
+            base = base_flops.get(FLOPS_KEYS[part])
+            cells.append('-' if flops is None else f'{flops:.4g}' + (f' ({flops / base:.1f}x)' if base else ''))
         cells += [row.value.paper.cell('ft'), row.value.paper.cell('lin')]
         lines.append('| ' + ' | '.join(cells) + ' |')
     n_cells, cpu_h, wall_h = _cost(rows)

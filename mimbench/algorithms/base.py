@@ -5,11 +5,18 @@ import torch
 import torch.distributed as dist
 from mmengine.model import BaseModel
 
+from mimbench.errors import MimbenchError
 from mimbench.registry import MODELS
 
 
-class NonFiniteLossError(FloatingPointError):
-    """Raised before the optimizer step when a loss is NaN or infinite, so no checkpoint holds bad weights."""
+class NonFiniteLossError(MimbenchError, FloatingPointError):
+    """Raised before the optimizer step when a loss is NaN or infinite: the step that would spread it into the
+    weights never runs. (The runner adds which checkpoint was saved last; it saves only finite weights.)"""
+
+
+class NonFiniteWeightsError(MimbenchError, FloatingPointError):
+    """Raised instead of writing a checkpoint whose weights hold NaN or infinity (a huge but finite loss let
+    a bad step through); the message names the last checkpoint saved."""
 
 
 class BaseAlgorithm(BaseModel):
@@ -46,7 +53,6 @@ class BaseAlgorithm(BaseModel):
         if finite.item() < 1:
             terms = ', '.join(f'{k}={torch.as_tensor(v).detach().item():.4g}' for k, v in log_vars.items())
             raise NonFiniteLossError(
-                f'non-finite loss ({terms}); stopped before the optimizer step, so the last saved checkpoint '
-                'holds the last good weights. Lower the learning rate, enable gradient clipping, or check the '
-                'data.')
+                f'non-finite loss ({terms}); stopped before the optimizer step. Lower the learning rate, enable '
+                'gradient clipping, or check the data.')
         return loss, log_vars

@@ -26,6 +26,9 @@ class BEiT(BaseAlgorithm):
         target: target config (``TokenTarget`` in BEiT; ``PixelTarget`` or ``PCATarget`` work too).
     """
 
+    # The head reads the removed patches only: pictures (pixel targets) grey out the visible ones.
+    reconstructs_visible = False
+
     def __init__(self, encoder: dict, target: dict, head: dict | None = None, masker: dict | None = None,
                  data_preprocessor: dict | None = None, init_cfg: dict | None = None):
         super().__init__(data_preprocessor, init_cfg)
@@ -44,11 +47,15 @@ class BEiT(BaseAlgorithm):
                              f'{self.target.channels} (e.g. the tokenizer vocabulary); leave out_dim out of the '
                              f'head config')
 
-    def loss(self, imgs: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        if mask is None:
-            mask = self.masker(imgs.shape[0], device=imgs.device)                 # [B, L], True = removed
+    def reconstruct(self, imgs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Predict the target at the removed patches: imgs ``[B, C, H, W]``, mask ``[B, L]`` -> ``[B, L, C_t]``,
+        0 where visible."""
         latent = self.encoder.forward_masked(imgs, mask)[:, 1:]                  # [B, L, D], [M] where masked
         ids_masked = split_indices(mask).ids_masked                              # [B, Lm]
         pred = self.head(gather_tokens(latent, ids_masked))                      # [B, Lm, C_t]
-        pred = scatter_tokens(pred, ids_masked, mask.shape[1])                   # [B, L, C_t], 0 where visible
-        return {'loss': self.target.loss(pred, imgs, mask)}
+        return scatter_tokens(pred, ids_masked, mask.shape[1])                   # [B, L, C_t], 0 where visible
+
+    def loss(self, imgs: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        if mask is None:
+            mask = self.masker(imgs.shape[0], device=imgs.device)                 # [B, L], True = removed
+        return {'loss': self.target.loss(self.reconstruct(imgs, mask), imgs, mask)}

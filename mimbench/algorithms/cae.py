@@ -36,7 +36,11 @@ class CAE(BaseAlgorithm):
 
     ``loss(imgs [B, C, H, W])`` returns ``{'loss_decode': ..., 'loss_align': lambda * MSE}``; mmengine sums the
     two into ``loss`` and logs all three.
+    ``reconstruct(imgs, mask)`` is the decoded prediction that ``loss_decode`` scores (for pictures).
     """
+
+    # The decoder predicts the removed patches only (MAE's predicts every patch): pictures grey out the rest.
+    reconstructs_visible = False
 
     def __init__(self, encoder: dict, regressor: dict, decoder: dict, masker: dict, target: dict,
                  align_weight: float = 2.0, momentum: float = 0.0, teacher_train_mode: bool = False,
@@ -123,6 +127,15 @@ class CAE(BaseAlgorithm):
         loss_align = F.mse_loss(pred_latent.float(), target_latent.float())
         return {'loss_decode': self.target.loss(pred, imgs, mask),
                 'loss_align': self.align_weight * loss_align}
+
+    @torch.no_grad()
+    def reconstruct(self, imgs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The target predicted for the removed patches, as :meth:`loss` scores it: imgs ``[B, C, H, W]``, mask
+        ``[B, L]`` -> ``[B, L, C_t]``, 0 at visible patches (see ``reconstructs_visible``). No alignment branch."""
+        ids = split_indices(mask)
+        latent = self.encoder.forward_visible(imgs, ids.ids_keep)                # [B, 1 + Lv, D]
+        pred = self.decoder(self.regressor(latent, ids.ids_keep, ids.ids_masked), ids.ids_masked)  # [B, Lm, C_t]
+        return scatter_tokens(pred, ids.ids_masked, mask.shape[1])
 
     def _warn_if_teacher_is_stale(self) -> None:
         if not self.training or self.teacher_updated_by_hook:

@@ -29,6 +29,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from mimbench.data.transforms import Compose, build_pipeline
+from mimbench.errors import MimbenchError
 from mimbench.registry import DATASETS
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
@@ -40,7 +41,7 @@ PathLike = Union[str, os.PathLike]
 Pipeline = Union[Sequence[Union[dict, Callable]], Compose, None]
 
 
-class DatasetError(ValueError):
+class DatasetError(MimbenchError, ValueError):
     """Data that cannot be found or read; the message names the offending path."""
 
 

@@ -4,4 +4,4 @@ from mimbench.engine.hooks import ThroughputHook, TrainClockHook
 from mimbench.engine.loop import MIMTrainLoop, seed_iteration
 from mimbench.engine.optim import AutocastOptimWrapper
 
-__all__ = ['AutocastOptimWrapper', 'MIMTrainLoop', 'ThroughputHook', 'seed_iteration']
+__all__ = ['AutocastOptimWrapper', 'MIMTrainLoop', 'ThroughputHook', 'TrainClockHook', 'seed_iteration']

@@ -31,3 +31,10 @@ def prepare_distributed(cfg) -> None:
     if not dist.is_initialized():
         dist.init_process_group(backend='gloo')
     cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False)
+
+
+def launch_rank(launcher: str) -> int:
+    """This process's rank as its launcher set it, known before any process group exists (0 without one)."""
+    if launcher == 'none':
+        return 0
+    return int(os.environ.get('RANK', os.environ.get('SLURM_PROCID', 0)))

@@ -5,26 +5,40 @@ import os
 from pathlib import Path
 
 from mmengine.config import Config, DictAction  # noqa: F401  (DictAction re-exported for tools)
-from mmengine.runner import Runner
 from mmengine.utils import import_modules_from_strings
 
 import mimbench  # noqa: F401  (registers every component)
 from mimbench.engine.dist import prepare_distributed
+from mimbench.engine.mim_runner import MIMRunner
+from mimbench.errors import MimbenchError
+from mimbench.overrides import apply_overrides
 from mimbench.registry import DATA_SAMPLERS, DATASETS, HOOKS, LOOPS, MODELS, check_type
 
 # The dataloaders whose dataset ``--data-root`` redirects.
 DATALOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
 
-def load_config(path: str, cfg_options: dict | None = None) -> Config:
-    """Read a config file (``_base_`` inheritance resolved) and apply ``--cfg-options`` style overrides."""
+def load_config(path: str, cfg_options: dict | None = None, log=print) -> Config:
+    """Read a config file (``_base_`` inheritance resolved) and apply ``--cfg-options`` style overrides.
+
+    An override that nothing would read (a misspelled key) raises :class:`~mimbench.overrides.UnknownKeyError`
+    naming the closest valid key, before anything runs; one that swaps a part's ``type`` drops the old
+    arguments the new type does not take, with a ``note:`` line through ``log`` (see
+    :func:`mimbench.overrides.apply_overrides`).
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(f'config file {path} does not exist')
     cfg = Config.fromfile(path)
     if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-        if cfg.get('custom_imports'):  # fromfile imported the file's own; an override may add more
-            import_modules_from_strings(**cfg.custom_imports)
+        options = dict(cfg_options)
+        imports = {k: options.pop(k) for k in list(options) if k.split('.')[0] == 'custom_imports'}
+        if imports:  # fromfile imported the file's own; an override may add more, whose types it may name
+            apply_overrides(cfg, imports, log=log)
+            try:
+                import_modules_from_strings(**cfg.custom_imports)
+            except ImportError as err:
+                raise MimbenchError(f'custom_imports: {err}') from None
+        apply_overrides(cfg, options, log=log)
     return cfg
 
 
@@ -56,14 +70,43 @@ def apply_cli(cfg: Config, config_path: str, work_dir: str | None = None, data_r
     if amp:
         cfg.optim_wrapper.type = 'AutocastOptimWrapper'
         cfg.optim_wrapper.dtype = 'bfloat16'
-    if seed is not None:
-        cfg.setdefault('randomness', {})['seed'] = seed
+    if seed is not None:   # not cfg.setdefault: it returns a copy of what it stores, and the seed would be lost
+        cfg.randomness = dict(cfg.get('randomness') or {}, seed=seed)
     if max_iters is not None:
+        if max_iters <= 0:      # here, as a user error: the loop would refuse it with a traceback
+            raise MimbenchError(f'--max-iters must be > 0, got {max_iters}')
         cfg.train_cfg.stop_iter = max_iters
     if tensorboard:
-        backends = cfg.setdefault('visualizer', dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')]))
-        backends.vis_backends.append(dict(type='TensorboardVisBackend'))
+        add_tensorboard(cfg)
+    finalize_dataloaders(cfg)
     return cfg
+
+
+def add_tensorboard(cfg: Config) -> None:
+    """Log to TensorBoard as well as to the work dir's files (mmengine's default visualizer, or the config's).
+
+    Fails here, before any work, when the ``tensorboard`` package is missing: mmengine would import it only at
+    the first logged value.
+    """
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        raise MimbenchError('--tensorboard needs the tensorboard package: pip install tensorboard') from None
+    # built whole and assigned: cfg.setdefault hands back a plain dict, not what it stored (a ConfigDict copy)
+    visualizer = dict(cfg.get('visualizer') or dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')]))
+    backends = list(visualizer.get('vis_backends') or [])
+    if not any(b.get('type') == 'TensorboardVisBackend' for b in backends):
+        backends.append(dict(type='TensorboardVisBackend'))
+    cfg.visualizer = dict(visualizer, vis_backends=backends)
+
+
+def finalize_dataloaders(cfg: Config) -> None:
+    """Settings torch refuses in combination, made consistent: no persistent workers without workers (torch
+    raises for ``num_workers=0, persistent_workers=True``, e.g. after ``--cfg-options ...num_workers=0``)."""
+    for key in DATALOADER_KEYS:
+        loader = cfg.get(key)
+        if loader and not loader.get('num_workers') and loader.get('persistent_workers'):
+            loader.persistent_workers = False
 
 
 def check_config_types(cfg: Config) -> None:
@@ -81,8 +124,9 @@ def check_config_types(cfg: Config) -> None:
         check_type(hook, HOOKS)
 
 
-def build_runner(cfg: Config) -> Runner:
-    """Prepare the process group for the device at hand and build the Runner from ``cfg``."""
+def build_runner(cfg: Config) -> MIMRunner:
+    """Prepare the process group for the device at hand and build the Runner from ``cfg`` (a
+    :class:`~mimbench.engine.mim_runner.MIMRunner`: it locks the work dir until ``train`` returns)."""
     check_config_types(cfg)
     prepare_distributed(cfg)
-    return Runner.from_cfg(cfg)
+    return MIMRunner.from_cfg(cfg)

@@ -17,6 +17,7 @@ from mmengine.config import Config
 from torch import nn
 
 from mimbench.engine.checkpoint import load_local_checkpoint
+from mimbench.errors import MimbenchError
 from mimbench.registry import ENCODERS, MODELS
 
 ENCODER_PREFIX = 'encoder.'
@@ -26,8 +27,12 @@ PRETRAINING_ONLY = ('mask_token',)
 _MAX_LISTED = 8
 
 
-class EncoderMismatchError(ValueError):
+class EncoderMismatchError(MimbenchError, ValueError):
     """The checkpoint's encoder weights do not fit the encoder its config describes."""
+
+
+class CheckpointError(MimbenchError, ValueError):
+    """A file that is not a pretraining checkpoint, or one whose config cannot be found."""
 
 
 @dataclass
@@ -120,8 +125,8 @@ def pretrain_config(checkpoint: str | None, ckpt: dict | None, config: str | Non
         candidates = sorted(Path(checkpoint).parent.glob('*.py'))
         if len(candidates) == 1:
             return Config.fromfile(str(candidates[0])), candidates[0].stem
-    raise ValueError(f'cannot tell which config trained {checkpoint}: it has no meta["cfg"] and its directory '
-                     f'does not hold exactly one .py config; pass --config')
+    raise CheckpointError(f'cannot tell which config trained {checkpoint}: it has no meta["cfg"] and its '
+                          f'directory does not hold exactly one .py config; pass --config')
 
 
 def build_encoder(cfg: Config, **overrides) -> nn.Module:
@@ -203,7 +208,7 @@ def load_encoder(checkpoint: str | os.PathLike | None = None, config: str | None
     ckpt = load_local_checkpoint(path, map_location='cpu')
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
-        raise ValueError(f'{path} is not a checkpoint dict (found {type(ckpt).__name__})')
+        raise CheckpointError(f'{path} is not a checkpoint dict (found {type(ckpt).__name__})')
     cfg, name = pretrain_config(path, ckpt, config)
     encoder = build_encoder(cfg, **overrides)
     weights = encoder_state(state, for_evaluation=True)

@@ -21,11 +21,34 @@ from mimbench.evaluation.knn import knn_accuracy
 from mimbench.evaluation.linear import linear_probe
 from mimbench.evaluation.optim import busy_note, torch_threads
 from mimbench.evaluation.records import make_record, write_record
+from mimbench.errors import MimbenchError
+from mimbench.overrides import Reader, apply_overrides
 from mimbench.registry import DATASETS
 
 PROTOCOLS = ('linear', 'attentive', 'knn', 'finetune')
 EVAL_CONFIGS = Path(__file__).resolve().parents[2] / 'configs' / 'eval'
 Log = Callable[[str], None]
+# The top-level keys each protocol reads with a default: an eval config may lack them, and an override may add
+# them. Every other key an override sets must already be in the config (see eval_reader).
+OPTIONAL_KEYS = dict(
+    knn=('extract',),
+    linear=('extract', 'threads'),
+    attentive=('extract', 'threads', 'num_heads', 'token_dtype'),
+    finetune=('threads', 'rand_augment', 'clip_grad', 'amp', 'num_workers', 'log_interval'),
+)
+
+
+def eval_reader(protocol: str) -> Reader:
+    """What the ``protocol`` evaluation reads from its eval config besides its parts (datasets, optimizer), so
+    that a misspelled ``--cfg-options`` key is refused before any work: the optional top-level keys, and the
+    keys of ``data`` and ``extract``."""
+    return Reader(name=f'the {protocol} evaluation', top_level=frozenset(OPTIONAL_KEYS[protocol]),
+                  entries=dict(data=frozenset({'train', 'test', 'num_classes'}),
+                               extract=frozenset({'batch_size', 'dtype', 'num_workers', 'threads'})))
+
+
+class EvalConfigError(MimbenchError, ValueError):
+    """An eval config for another protocol than the one asked for."""
 
 
 def _quiet(_: str) -> None:
@@ -38,7 +61,11 @@ def default_eval_config(protocol: str) -> str:
 
 
 def load_eval_config(protocol: str, path: str | None = None, options: dict | None = None) -> Config:
-    """The protocol's eval config (``path`` or the micro default) with ``--cfg-options`` style overrides."""
+    """The protocol's eval config (``path`` or the micro default) with ``--cfg-options`` style overrides.
+
+    A key the evaluation would not read raises :class:`~mimbench.overrides.UnknownKeyError` naming the closest
+    valid one (see :func:`eval_reader`).
+    """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     path = path or default_eval_config(protocol)
@@ -46,9 +73,9 @@ def load_eval_config(protocol: str, path: str | None = None, options: dict | Non
         raise FileNotFoundError(f'eval config {path} does not exist')
     cfg = Config.fromfile(path)
     if options:
-        cfg.merge_from_dict(options)
+        apply_overrides(cfg, dict(options), reader=eval_reader(protocol))
     if cfg.get('protocol') != protocol:
-        raise ValueError(f"eval config {path} is for protocol {cfg.get('protocol')!r}, not {protocol!r}")
+        raise EvalConfigError(f"eval config {path} is for protocol {cfg.get('protocol')!r}, not {protocol!r}")
     return cfg
 
 

@@ -1,0 +1,84 @@
+"""A lock file that names its holder, for work dirs that one process at a time may write.
+
+The lock is a file created with ``O_EXCL`` holding ``host:pid``. Its holder touches it every minute; a lock
+whose process is gone (same host) or that has not been touched for 15 minutes (a job killed on another node,
+whose pid means nothing here) is stale and taken over. Works across terminals, machines and cluster jobs that
+share a filesystem.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+from mimbench.errors import MimbenchError
+
+HEARTBEAT_S = 60
+STALE_S = 15 * 60
+
+
+class LockHeld(MimbenchError):
+    """Another live process holds the lock: ``path`` is the lock file, ``holder`` its ``host:pid``."""
+
+    def __init__(self, path: Path, holder: str):
+        super().__init__(f'{path} is held by {holder}')
+        self.path, self.holder = path, holder
+
+
+@contextlib.contextmanager
+def hold_lock(path: str | os.PathLike) -> Iterator[Path]:
+    """Hold the lock file ``path`` for the block (yields it); raise :class:`LockHeld` at once when a live
+    process holds it. The file is removed when the block ends, however it ends."""
+    lock = Path(path)
+    me = f'{socket.gethostname()}:{os.getpid()}'
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if _stale(lock):
+                lock.unlink(missing_ok=True)
+                continue
+            holder = lock.read_text().strip() if lock.exists() else ''
+            raise LockHeld(lock, holder or 'another process') from None
+        with os.fdopen(fd, 'w') as f:
+            f.write(me)
+        break
+    else:   # another process took the stale lock over between our unlink and our create
+        raise LockHeld(lock, 'another process')
+    stop = threading.Event()
+
+    def heartbeat():
+        while not stop.wait(HEARTBEAT_S):
+            with contextlib.suppress(OSError):
+                os.utime(lock)
+    threading.Thread(target=heartbeat, daemon=True).start()
+    try:
+        yield lock
+    finally:
+        stop.set()
+        lock.unlink(missing_ok=True)
+
+
+def _stale(lock: Path) -> bool:
+    try:
+        holder, age = lock.read_text().strip(), time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return True
+    host, _, pid = holder.partition(':')
+    if host == socket.gethostname() and pid.isdigit():
+        return not _alive(int(pid))
+    return age > STALE_S
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:    # exists, owned by someone else
+        return True
+    return True
