@@ -1,7 +1,10 @@
 """Facts about the machine code runs on, for records and for choices that depend on the CPU."""
 from __future__ import annotations
 
+import functools
 import platform
+
+import torch
 
 
 def cpuinfo_field(name: str) -> str | None:
@@ -21,3 +24,39 @@ def cpuinfo_field(name: str) -> str | None:
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere, which may be empty)."""
     return cpuinfo_field('model name') or platform.processor()
+
+
+# Precisions a config or command line may name; 'auto' is resolved per device by resolve_dtype.
+DTYPES = ('float32', 'bfloat16', 'auto')
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_has_bfloat16_units() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX), read from ``/proc/cpuinfo``
+    (False where there is none). Without those units torch emulates bf16 matmuls, and bf16 runs slower than
+    float32 instead of faster (docs/evaluation.md, docs/performance.md)."""
+    return bool({'avx512_bf16', 'amx_bf16'} & set((cpuinfo_field('flags') or '').split()))
+
+
+def has_native_bfloat16(device: torch.device | str = 'cpu') -> bool:
+    """Whether ``device`` computes bfloat16 natively: a CUDA GPU of compute capability 8.0 or newer (Ampere;
+    ``torch.cuda.is_bf16_supported()`` alone also counts emulation), a CPU with bf16 units."""
+    device = torch.device(device)
+    if device.type == 'cuda':
+        return torch.cuda.is_available() and torch.cuda.get_device_capability(device) >= (8, 0)
+    return device.type == 'cpu' and cpu_has_bfloat16_units()
+
+
+def resolve_dtype(name: str, device: torch.device | str = 'cpu') -> torch.dtype:
+    """``'float32'``, ``'bfloat16'``, or ``'auto'``: bfloat16 where ``device`` computes it natively, float32
+    elsewhere, where bf16 is slower, not faster. Explicit names are obeyed."""
+    if name not in DTYPES:
+        raise ValueError(f'dtype must be one of {", ".join(map(repr, DTYPES))}, got {name!r}')
+    if name == 'auto':
+        return torch.bfloat16 if has_native_bfloat16(device) else torch.float32
+    return getattr(torch, name)
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.bfloat16`` -> ``'bfloat16'``: the name configs, cache keys and records use."""
+    return str(dtype).removeprefix('torch.')

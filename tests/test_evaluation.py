@@ -178,19 +178,19 @@ def test_features_are_extracted_once_and_reused_from_the_cache(tmp_path, monkeyp
 
 @pytest.mark.parametrize('has_units, expected', [(True, torch.bfloat16), (False, torch.float32)])
 def test_auto_dtype_is_bfloat16_only_on_a_cpu_that_multiplies_it_natively(monkeypatch, has_units, expected):
-    import mimbench.evaluation.features as features_module
-    monkeypatch.setattr(features_module, 'cpu_has_bfloat16_units', lambda: has_units)
-    assert features_module.resolve_dtype('auto', 'cpu') == expected
-    assert features_module.resolve_dtype('float32', 'cpu') == torch.float32       # explicit names are obeyed
-    assert features_module.resolve_dtype('bfloat16', 'cpu') == torch.bfloat16
+    import mimbench.machine as machine
+    monkeypatch.setattr(machine, 'cpu_has_bfloat16_units', lambda: has_units)
+    assert machine.resolve_dtype('auto', 'cpu') == expected
+    assert machine.resolve_dtype('float32', 'cpu') == torch.float32       # explicit names are obeyed
+    assert machine.resolve_dtype('bfloat16', 'cpu') == torch.bfloat16
     with pytest.raises(ValueError, match="dtype must be one of 'float32', 'bfloat16', 'auto', got 'fp16'"):
-        features_module.resolve_dtype('fp16')
+        machine.resolve_dtype('fp16')
 
 
 @pytest.mark.parametrize('has_units, resolved', [(False, 'float32'), (True, 'bfloat16')])
 def test_auto_extraction_shares_the_cache_with_the_dtype_it_resolves_to(tmp_path, monkeypatch, has_units, resolved):
-    import mimbench.evaluation.features as features_module
-    monkeypatch.setattr(features_module, 'cpu_has_bfloat16_units', lambda: has_units)
+    import mimbench.machine as machine
+    monkeypatch.setattr(machine, 'cpu_has_bfloat16_units', lambda: has_units)
     make_checkpoint(tmp_path / 'a.pth')
     from mimbench.data import SyntheticImages
     ds = SyntheticImages(num_images=8, image_size=16)
@@ -208,20 +208,20 @@ def test_auto_extraction_shares_the_cache_with_the_dtype_it_resolves_to(tmp_path
 @pytest.mark.parametrize('capability, expected', [((7, 0), torch.float32), ((8, 0), torch.bfloat16)])
 def test_auto_dtype_on_a_gpu_is_bfloat16_from_ampere_on(monkeypatch, capability, expected):
     # torch.cuda.is_bf16_supported() also says yes for a V100, which only emulates bf16
-    from mimbench.evaluation.features import resolve_dtype
+    from mimbench.machine import resolve_dtype
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda device=None: capability)
     assert resolve_dtype('auto', 'cuda') == expected
 
 
 def test_the_ablation_eval_hash_records_what_auto_resolved_to(monkeypatch):
-    import mimbench.evaluation.features as features_module
+    import mimbench.machine as machine
     from mimbench.ablation.cells import Scale
     from mimbench.ablation.execute import eval_config as ablation_eval_config
     paper = Scale.load('paper')                # its probes keep the eval configs' 'auto'
     hashes = {}
     for has_units in (False, True):
-        monkeypatch.setattr(features_module, 'cpu_has_bfloat16_units', lambda: has_units)
+        monkeypatch.setattr(machine, 'cpu_has_bfloat16_units', lambda: has_units)
         _, cfg, hashes[has_units] = ablation_eval_config(paper, 'lin')
         assert cfg.extract.dtype == ('bfloat16' if has_units else 'float32')
     assert hashes[False] != hashes[True]
@@ -229,10 +229,10 @@ def test_the_ablation_eval_hash_records_what_auto_resolved_to(monkeypatch):
 
 def test_the_micro_ablation_pins_its_probes_to_bfloat16_whatever_the_cpu(monkeypatch):
     # every stored micro cell was evaluated in bf16 under these eval hashes; a CPU without bf16 units keeps them
-    import mimbench.evaluation.features as features_module
+    import mimbench.machine as machine
     from mimbench.ablation.cells import Scale
     from mimbench.ablation.execute import eval_config as ablation_eval_config
-    monkeypatch.setattr(features_module, 'cpu_has_bfloat16_units', lambda: False)
+    monkeypatch.setattr(machine, 'cpu_has_bfloat16_units', lambda: False)
     micro = Scale.load('micro')
     stored = dict(lin='fbcb4927f6c6', lin_mean='ac9f5059e3f2', knn='1351ea105437', att='ba49926da787',
                   ft='665cb23b3032')

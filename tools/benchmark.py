@@ -1,11 +1,16 @@
-"""Train-step and forward speed, GFLOPs per image and peak memory of a config's pretraining model.
+"""Train-step and forward speed, GFLOPs per image and peak memory of a config's pretraining model, in float32
+and in bfloat16 autocast, measured side by side in one run.
 
-    python tools/benchmark.py configs/mae_vitb.py --batch-size 8
-    python tools/benchmark.py configs/mae_micro_cifar10.py --json out.json
-    python tools/benchmark.py configs/cae_vitb.py --pixel-target
+    python tools/benchmark.py configs/mae_micro_cifar10.py                 # both precisions; ratio last
+    python tools/benchmark.py configs/mae_vitb.py --batch-size 8 --precision bfloat16
+    python tools/benchmark.py configs/mae_micro_cifar10.py --attention math flash   # bf16 attention kernels
+    python tools/benchmark.py configs/cae_vitb.py --pixel-target --json out.json
 
-Prints the figures and the ratio of the achieved training FLOP rate to this machine's fp32 matmul rate.
-Run it on an otherwise idle machine: anything else running shares the cores and lowers every figure.
+Prints each precision's figures, the ratio of its training FLOP rate to this machine's matmul rate in that
+precision, and on the last line the bf16 train step's speed over the fp32 one. bf16 runs with the training
+step's attention kernel ('auto', see mimbench.engine.optim.attention_backend) unless --attention names others.
+Run it on an otherwise idle machine: anything else running shares the cores and lowers every figure (the
+ratio on the last line, measured in one run, suffers least).
 """
 from __future__ import annotations
 
@@ -21,7 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import torch  # noqa: E402
 
 from mimbench.analysis import benchmark_algorithm  # noqa: E402
+from mimbench.analysis.benchmark import matmul_gflops  # noqa: E402
 from mimbench.engine.runner import DictAction, load_config  # noqa: E402
+from mimbench.errors import USER_ERRORS  # noqa: E402
+from mimbench.machine import cpu_model, has_native_bfloat16  # noqa: E402
 from mimbench.registry import MODELS  # noqa: E402
 
 
@@ -31,7 +39,12 @@ def main(argv=None) -> None:
     p.add_argument('--batch-size', type=int, help="default: 8 for 224 px inputs, else the config's batch size")
     p.add_argument('--iters', type=int, default=10, help='timed steps (median reported)')
     p.add_argument('--warmup', type=int, default=3)
-    p.add_argument('--amp', action='store_true', help='bfloat16 autocast')
+    p.add_argument('--precision', choices=('both', 'float32', 'bfloat16'), default='both',
+                   help="'both' (default): float32 and bfloat16 autocast side by side, their ratio last")
+    p.add_argument('--amp', action='store_true', help='the same as --precision bfloat16')
+    p.add_argument('--attention', nargs='+', default=['auto'],
+                   help="bf16 attention kernels to time: auto (the trainer's), default (torch's), math, flash, "
+                        "efficient, cudnn")
     p.add_argument('--device', help='cpu or cuda (default: cuda when available)')
     p.add_argument('--threads', type=int, help='torch intra-op threads (default: torch\'s choice)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
@@ -43,22 +56,43 @@ def main(argv=None) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = load_config(args.config, args.cfg_options)
-    if args.pixel_target:
-        cfg.model.target = dict(type='PixelTarget', normalize=False)
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
+    try:
+        cfg = load_config(args.config, args.cfg_options)
+        if args.pixel_target:
+            cfg.model.target = dict(type='PixelTarget', normalize=False)
+        torch.manual_seed(0)
+        model = MODELS.build(cfg.model)
+    except USER_ERRORS as err:  # a missing config, a misspelled key, a bad value: one line, not a traceback
+        sys.exit(f'error: {err}')
     image_size = cfg.model.encoder.img_size
     batch_size = args.batch_size or (8 if image_size >= 224 else cfg.train_dataloader.batch_size)
-    result = benchmark_algorithm(model, image_size, batch_size, warmup=args.warmup, iters=args.iters,
-                                 amp=args.amp, device=args.device)
-    record = dict(config=args.config, date=date.today().isoformat(), machine=platform.processor() or platform.machine(),
-                  threads=torch.get_num_threads(), torch=torch.__version__, **result.as_dict())
-    width = max(map(len, record))
-    for key, value in record.items():
-        print(f'{key:<{width}}  {value:.4g}' if isinstance(value, float) else f'{key:<{width}}  {value}')
+    precision = 'bfloat16' if args.amp else args.precision
+    runs = ([('float32', None)] if precision in ('both', 'float32') else []) + \
+        ([('bfloat16', a) for a in args.attention] if precision in ('both', 'bfloat16') else [])
+    device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    rates = {name: matmul_gflops(device=device, dtype=getattr(torch, name)) for name in {r[0] for r in runs}}
+    records = []
+    for dtype, attention in runs:
+        result = benchmark_algorithm(model, image_size, batch_size, warmup=args.warmup, iters=args.iters,
+                                     amp=dtype == 'bfloat16', device=device, attention=attention or 'auto',
+                                     with_matmul=False)
+        result.matmul_gflops = rates[dtype]
+        record = dict(config=args.config, date=date.today().isoformat(), machine=cpu_model() or platform.machine(),
+                      bf16_units=has_native_bfloat16(device), threads=torch.get_num_threads(),
+                      torch=torch.__version__, **result.as_dict())
+        records.append(record)
+        print(f'--- {result.dtype}')
+        width = max(map(len, record))
+        for key, value in record.items():
+            print(f'{key:<{width}}  {value:.4g}' if isinstance(value, float) else f'{key:<{width}}  {value}')
     if args.json:
-        Path(args.json).write_text(json.dumps(record, indent=2) + '\n')
+        Path(args.json).write_text(json.dumps(records if len(records) > 1 else records[0], indent=2) + '\n')
+    fp32 = next((r for r in records if r['dtype'] == 'float32'), None)
+    for record in records:
+        if fp32 is not None and record is not fp32:
+            print(f"{record['dtype']} train step: {record['train_img_per_s']:.1f} img/s, "
+                  f"{record['train_img_per_s'] / fp32['train_img_per_s']:.2f}x float32's "
+                  f"{fp32['train_img_per_s']:.1f} img/s")
 
 
 if __name__ == '__main__':

@@ -176,7 +176,7 @@ def eval_config(scale: Scale, name: str):
 def resolve_auto_dtypes(cfg) -> None:
     """Replace an eval config's ``'auto'`` dtypes by what they resolve to here (evaluation runs on the CPU), so
     that the eval hash says which numerics ran: 'auto' is bfloat16 on one CPU and float32 on another."""
-    from mimbench.evaluation.features import dtype_name, resolve_dtype
+    from mimbench.machine import dtype_name, resolve_dtype
     here = dtype_name(resolve_dtype('auto', 'cpu'))
     if cfg.get('extract', {}).get('dtype') == 'auto':
         cfg.extract.dtype = here

@@ -24,7 +24,7 @@ class StepBenchmark:
     train_gflops_per_img: float     # counted by torch's FlopCounterMode over forward + backward
     forward_gflops_per_img: float
     peak_memory_mb: float           # CUDA: max allocated; CPU: the process's peak resident set size
-    matmul_gflops: float | None = None   # the machine's fp32 2048^3 matmul rate, for the utilization ratio
+    matmul_gflops: float | None = None   # the machine's 2048^3 matmul rate in this precision, for utilization
 
     @property
     def utilization(self) -> float | None:
@@ -42,10 +42,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_gflops(n: int = 2048, repeats: int = 10, device: str | torch.device = 'cpu') -> float:
-    """fp32 GFLOP/s of an ``n x n @ n x n`` product (best of ``repeats``): the machine's practical peak."""
+def matmul_gflops(n: int = 2048, repeats: int = 10, device: str | torch.device = 'cpu',
+                  dtype: torch.dtype = torch.float32) -> float:
+    """GFLOP/s of an ``n x n @ n x n`` product in ``dtype`` (best of ``repeats``): the machine's practical peak
+    in that precision."""
     device = torch.device(device)
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     a @ b
     best = float('inf')
     for _ in range(repeats):
@@ -87,20 +89,23 @@ def _timed(fn, warmup: int, iters: int, device: torch.device) -> float:
 
 def benchmark_algorithm(model: torch.nn.Module, image_size: int, batch_size: int, warmup: int = 3,
                         iters: int = 10, amp: bool = False, device: str | torch.device | None = None,
-                        with_matmul: bool = True) -> StepBenchmark:
+                        with_matmul: bool = True, attention: str = 'auto') -> StepBenchmark:
     """Time ``model.loss`` (a :class:`~mimbench.algorithms.BaseAlgorithm`) on random normalized images.
 
     The data pipeline is left out on purpose: these are the model's figures. Masks are drawn fresh each
-    step, as in training.
+    step, as in training. ``amp``: bfloat16 autocast with the attention kernel ``attention`` (the training
+    step's :func:`~mimbench.engine.optim.precision_context`, so the figures are the trainer's).
     """
+    from mimbench.engine.optim import precision_context
+
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     model = model.to(device).train()
     imgs = torch.randn(batch_size, 3, image_size, image_size, device=device)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
+    dtype = torch.bfloat16 if amp else torch.float32
 
     def loss():
-        with autocast:
+        with precision_context(device.type, dtype, attention):
             return sum(v for k, v in model.loss(imgs).items() if 'loss' in k)
 
     # CAE's momentum teacher is updated after every optimizer step in training (MomentumTeacherHook)
@@ -133,10 +138,12 @@ def benchmark_algorithm(model: torch.nn.Module, image_size: int, batch_size: int
     else:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
     return StepBenchmark(
-        batch_size=batch_size, device=device.type, dtype='bfloat16 autocast' if amp else 'float32',
+        batch_size=batch_size, device=device.type,
+        dtype=f'bfloat16 autocast, attention {attention}' if amp else 'float32',
         train_img_per_s=batch_size / train_s, forward_img_per_s=batch_size / forward_s,
         train_gflops_per_img=train_flops / batch_size / 1e9, forward_gflops_per_img=forward_flops / batch_size / 1e9,
-        peak_memory_mb=peak_mb, matmul_gflops=matmul_gflops(device=device) if with_matmul else None)
+        peak_memory_mb=peak_mb,
+        matmul_gflops=matmul_gflops(device=device, dtype=dtype) if with_matmul else None)
 
 
 _ENCODER_ENTRY_POINTS = ('forward', 'forward_visible', 'forward_masked')

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mimbench.evaluation.features import Features, dtype_name, resolve_dtype
+from mimbench.evaluation.features import Features
+from mimbench.machine import dtype_name, resolve_dtype
 from mimbench.evaluation.probe import ProbeResult, train_probe
 from mimbench.registry import HEADS
 
@@ -105,7 +106,7 @@ def attentive_probe(train: Features, test: Features, num_classes: int, *, num_he
 
     Defaults follow CAE: SGD momentum 0.9, lr 0.4 at batch 8192 (base lr 0.0125 per 256), 90 epochs, no
     augmentation, no weight decay. ``token_dtype``: see :class:`AttentiveProbeHead`; ``'auto'`` is bfloat16 on
-    a CPU with bf16 units and float32 elsewhere (:func:`~mimbench.evaluation.features.resolve_dtype`).
+    a CPU with bf16 units and float32 elsewhere (:func:`~mimbench.machine.resolve_dtype`).
     """
     if train.features.dim() != 3:
         raise ValueError(f'the attentive probe needs token features [N, L, D], got {tuple(train.features.shape)}: '

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import hashlib
 import json
 import os
@@ -28,42 +27,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from mimbench.data import InMemoryImages
-from mimbench.machine import cpuinfo_field
+from mimbench.machine import dtype_name, resolve_dtype
 
 POOLS = ('cls', 'mean', 'tokens')
 # Bump when what a cached file holds changes (pooling, dtype, layout): old files then never match.
 FEATURES_VERSION = 1
-
-
-DTYPES = ('float32', 'bfloat16', 'auto')
-
-
-@functools.lru_cache(maxsize=None)
-def cpu_has_bfloat16_units() -> bool:
-    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX), read from ``/proc/cpuinfo``
-    (False where there is none). Without those units torch emulates bf16 matmuls, and a bf16 copy of the
-    encoder runs slower than the float32 one instead of faster (docs/evaluation.md)."""
-    return bool({'avx512_bf16', 'amx_bf16'} & set((cpuinfo_field('flags') or '').split()))
-
-
-def resolve_dtype(name: str, device: torch.device | str = 'cpu') -> torch.dtype:
-    """``'float32'``, ``'bfloat16'``, or ``'auto'``: bfloat16 where ``device`` computes it natively (a GPU with
-    bf16 support, a CPU with bf16 units), float32 elsewhere, where bf16 is slower, not faster."""
-    if name not in DTYPES:
-        raise ValueError(f'dtype must be one of {", ".join(map(repr, DTYPES))}, got {name!r}')
-    if name == 'auto':
-        device = torch.device(device)
-        if device.type == 'cuda':   # Ampere and newer; is_bf16_supported() alone also counts emulation
-            fast = torch.cuda.is_available() and torch.cuda.get_device_capability(device) >= (8, 0)
-        else:
-            fast = device.type == 'cpu' and cpu_has_bfloat16_units()
-        return torch.bfloat16 if fast else torch.float32
-    return getattr(torch, name)
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    """``torch.bfloat16`` -> ``'bfloat16'``: the name configs, cache keys and records use."""
-    return str(dtype).removeprefix('torch.')
 
 
 @dataclass
