@@ -1,12 +1,13 @@
-"""Precision and attention kernels: bfloat16 only where the device computes it natively, and on CPU in bf16 the
-attention kernel whose backward is fast."""
+"""Precision and attention kernels: bfloat16 only where the device computes it natively, and on CPU in bf16
+attention as plain products, whose backward is fast."""
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend
 
 import mimbench.machine as machine
-from mimbench.engine.optim import AutocastOptimWrapper, attention_backend, precision_context
+from mimbench.engine.optim import AutocastOptimWrapper
+from mimbench.engine.precision import ExplicitAttention, attention_kernel, explicit_attention, precision_context
 
 
 def _graph_names(out: torch.Tensor) -> set[str]:
@@ -29,24 +30,39 @@ def _attention_under(context) -> set[str]:
     return _graph_names(out)
 
 
-def test_bf16_training_on_cpu_runs_attention_on_the_math_kernel_and_fp32_keeps_torchs_choice():
+def test_bf16_training_on_cpu_runs_attention_as_plain_products_and_fp32_keeps_torchs_choice():
     wrapper = AutocastOptimWrapper(optimizer=torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1))
     model = torch.nn.Linear(1, 1)
     bf16 = _attention_under(wrapper.optim_context(model))
-    assert not any('Flash' in name for name in bf16)                  # the CPU flash backward is the slow one
+    # not the CPU flash kernel (slow bf16 backward) nor the math kernel (masked-row checks, float32 products)
+    assert 'SoftmaxBackward0' in bf16 and 'BmmBackward0' in bf16
+    assert not any('Flash' in name or 'SafeSoftmax' in name for name in bf16)
     fp32 = _attention_under(precision_context('cpu', torch.float32))
     assert 'ScaledDotProductFlashAttentionForCpuBackward0' in fp32     # torch's choice, the faster one in fp32
     asked = _attention_under(precision_context('cpu', torch.bfloat16, attention='flash'))
     assert 'ScaledDotProductFlashAttentionForCpuBackward0' in asked    # a named kernel is obeyed
 
 
+def test_explicit_attention_is_torchs_attention_and_leaves_masked_calls_to_torch():
+    q, k, v = torch.randn(2, 3, 17, 8), torch.randn(2, 3, 9, 8), torch.randn(2, 3, 9, 8)
+    expected = F.scaled_dot_product_attention(q, k, v)
+    torch.testing.assert_close(explicit_attention(q, k, v), expected, rtol=1e-5, atol=1e-6)
+    mask = torch.rand(17, 9) > 0.5
+    mask[:, 0] = True      # no fully masked row (NaN)
+    masked = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    with ExplicitAttention():
+        torch.testing.assert_close(F.scaled_dot_product_attention(q, k, v, scale=0.5),
+                                   explicit_attention(q, k, v, scale=0.5))
+        assert torch.equal(F.scaled_dot_product_attention(q, k, v, attn_mask=mask), masked)   # torch's, untouched
+
+
 def test_the_automatic_attention_kernel_depends_on_device_and_precision():
-    assert attention_backend('auto', 'cpu', torch.bfloat16) == SDPBackend.MATH
-    assert attention_backend('auto', 'cpu', torch.float32) is None
-    assert attention_backend('auto', 'cuda', torch.bfloat16) is None
-    assert attention_backend('default', 'cpu', torch.bfloat16) is None
-    assert attention_backend('efficient', 'cuda', torch.bfloat16) == SDPBackend.EFFICIENT_ATTENTION
-    with pytest.raises(ValueError, match="attention must be 'auto', 'default' or one of math, flash"):
+    assert attention_kernel('auto', 'cpu', torch.bfloat16) == 'explicit'
+    assert attention_kernel('auto', 'cpu', torch.float32) is None
+    assert attention_kernel('auto', 'cuda', torch.bfloat16) is None
+    assert attention_kernel('default', 'cpu', torch.bfloat16) is None
+    assert attention_kernel('efficient', 'cuda', torch.bfloat16) == SDPBackend.EFFICIENT_ATTENTION
+    with pytest.raises(ValueError, match="attention must be 'auto', 'default' or one of explicit, math, flash"):
         AutocastOptimWrapper(optimizer=torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1),
                              attention='fastest')
 
@@ -91,3 +107,37 @@ def test_the_benchmark_times_both_precisions_in_one_run_and_ends_with_their_rati
     ratio = records[1]['train_img_per_s'] / records[0]['train_img_per_s']
     assert lines[-2].startswith('bfloat16 autocast, attention auto train step:') and f'{ratio:.2f}x' in lines[-2]
     assert lines[-1].startswith('bfloat16 autocast, attention flash train step:')
+
+
+@pytest.mark.parametrize('has_units, resolved', [(True, 'bfloat16'), (False, 'float32')])
+def test_auto_precision_trains_in_bf16_only_where_the_cpu_has_bf16_units(monkeypatch, has_units, resolved):
+    from pathlib import Path
+
+    from mimbench.engine.runner import apply_cli, load_config
+    tiny = str(Path(__file__).parent / 'configs' / 'tiny_mae.py')
+    monkeypatch.setattr(machine, 'cpu_has_bfloat16_units', lambda: has_units)
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    lines = []
+    cfg = apply_cli(load_config(tiny), tiny, work_dir='unused', precision='auto', log=lines.append)
+    assert lines == [f'precision auto: {resolved} on this CPU (' + (
+        'it computes bfloat16 natively)' if has_units else
+        'it has no native bfloat16 units, so bfloat16 would be emulated and slower)')]
+    assert (cfg.optim_wrapper.get('type') == 'AutocastOptimWrapper') == (resolved == 'bfloat16')
+
+
+def test_float32_undoes_a_configs_autocast_and_a_bad_precision_is_one_user_error(tmp_path):
+    from pathlib import Path
+
+    from mimbench.engine.runner import apply_cli, build_runner, load_config
+    from mimbench.errors import MimbenchError
+    tiny = str(Path(__file__).parent / 'configs' / 'tiny_mae.py')
+    def built_wrapper(cfg):
+        runner = build_runner(cfg)
+        return type(runner.build_optim_wrapper(runner.optim_wrapper)).__name__
+
+    cfg = apply_cli(load_config(tiny), tiny, work_dir=str(tmp_path / 'a'), amp=True)
+    assert built_wrapper(cfg) == 'AutocastOptimWrapper'
+    cfg = apply_cli(cfg, tiny, work_dir=str(tmp_path / 'b'), precision='float32')
+    assert built_wrapper(cfg) == 'OptimWrapper'
+    with pytest.raises(MimbenchError, match="--precision must be one of float32, bfloat16, auto, got 'fp16'"):
+        apply_cli(load_config(tiny), tiny, precision='fp16')

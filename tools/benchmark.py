@@ -8,7 +8,7 @@ and in bfloat16 autocast, measured side by side in one run.
 
 Prints each precision's figures, the ratio of its training FLOP rate to this machine's matmul rate in that
 precision, and on the last line the bf16 train step's speed over the fp32 one. bf16 runs with the training
-step's attention kernel ('auto', see mimbench.engine.optim.attention_backend) unless --attention names others.
+step's attention kernel ('auto', see mimbench.engine.precision.attention_kernel) unless --attention names others.
 Run it on an otherwise idle machine: anything else running shares the cores and lowers every figure (the
 ratio on the last line, measured in one run, suffers least).
 """
@@ -43,8 +43,8 @@ def main(argv=None) -> None:
                    help="'both' (default): float32 and bfloat16 autocast side by side, their ratio last")
     p.add_argument('--amp', action='store_true', help='the same as --precision bfloat16')
     p.add_argument('--attention', nargs='+', default=['auto'],
-                   help="bf16 attention kernels to time: auto (the trainer's), default (torch's), math, flash, "
-                        "efficient, cudnn")
+                   help="bf16 attention kernels to time: auto (the trainer's), default (torch's), explicit, "
+                        "math, flash, efficient, cudnn")
     p.add_argument('--device', help='cpu or cuda (default: cuda when available)')
     p.add_argument('--threads', type=int, help='torch intra-op threads (default: torch\'s choice)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={})

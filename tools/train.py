@@ -29,7 +29,10 @@ def parse_args(argv=None):
     p.add_argument('--resume', nargs='?', const='auto', default=None, metavar='CHECKPOINT',
                    help='continue from CHECKPOINT, or from the latest one in the work dir when none is given')
     p.add_argument('--launcher', choices=LAUNCHERS, default='none', help="'pytorch' under torchrun for DDP")
-    p.add_argument('--amp', action='store_true', help='bfloat16 autocast (CUDA or CPU)')
+    p.add_argument('--precision', choices=('float32', 'bfloat16', 'auto'),
+                   help="'bfloat16': autocast on CUDA or CPU; 'auto': bfloat16 where the device computes it "
+                        "natively (AVX512-BF16/AMX CPUs, Ampere+ GPUs), float32 elsewhere (default: the config's)")
+    p.add_argument('--amp', action='store_true', help='the same as --precision bfloat16')
     p.add_argument('--seed', type=int, help='random seed (default: the config\'s randomness.seed)')
     p.add_argument('--max-iters', type=int, metavar='N',
                    help='stop after N iterations, keeping the configured schedule (smoke runs, CI)')
@@ -43,7 +46,7 @@ def main(argv=None) -> None:
         cfg = load_config(args.config, args.cfg_options)
         apply_cli(cfg, args.config, work_dir=args.work_dir, data_root=args.data_root, resume=args.resume,
                   launcher=args.launcher, amp=args.amp, seed=args.seed, max_iters=args.max_iters,
-                  tensorboard=args.tensorboard)
+                  tensorboard=args.tensorboard, precision=args.precision)
         # A PCA target's basis is fitted from real images and written once before training, so that every run
         # and every ablation cell naming that file reads the same basis.
         fit_basis_file(cfg)

@@ -11,6 +11,8 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from mimbench.engine.precision import precision_context
+
 
 @dataclass
 class StepBenchmark:
@@ -94,10 +96,8 @@ def benchmark_algorithm(model: torch.nn.Module, image_size: int, batch_size: int
 
     The data pipeline is left out on purpose: these are the model's figures. Masks are drawn fresh each
     step, as in training. ``amp``: bfloat16 autocast with the attention kernel ``attention`` (the training
-    step's :func:`~mimbench.engine.optim.precision_context`, so the figures are the trainer's).
+    step's :func:`~mimbench.engine.precision.precision_context`, so the figures are the trainer's).
     """
-    from mimbench.engine.optim import precision_context
-
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     model = model.to(device).train()
     imgs = torch.randn(batch_size, 3, image_size, image_size, device=device)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
 from mmengine.config import Config, DictAction  # noqa: F401  (DictAction re-exported for tools)
 from mmengine.utils import import_modules_from_strings
 
@@ -11,6 +12,7 @@ import mimbench  # noqa: F401  (registers every component)
 from mimbench.engine.dist import prepare_distributed
 from mimbench.engine.mim_runner import MIMRunner
 from mimbench.errors import MimbenchError
+from mimbench.machine import DTYPES, dtype_name, resolve_dtype
 from mimbench.overrides import apply_overrides
 from mimbench.registry import DATA_SAMPLERS, DATASETS, HOOKS, LOOPS, MODELS, check_type
 
@@ -52,11 +54,15 @@ def set_data_root(cfg: Config, root: str) -> None:
 
 def apply_cli(cfg: Config, config_path: str, work_dir: str | None = None, data_root: str | None = None,
               resume: str | None = None, launcher: str = 'none', amp: bool = False, seed: int | None = None,
-              max_iters: int | None = None, tensorboard: bool = False) -> Config:
+              max_iters: int | None = None, tensorboard: bool = False, precision: str | None = None,
+              log=print) -> Config:
     """Apply the ``tools/train.py`` options to ``cfg`` in place and return it.
 
     resume: None (start fresh), 'auto' (latest checkpoint in the work dir, fresh start if there is none) or a
         checkpoint path.
+    amp: the same as ``precision='bfloat16'``.
+    precision: 'float32', 'bfloat16' (autocast) or 'auto' (bfloat16 where the device computes it natively,
+        float32 elsewhere; one line through ``log`` says which and why); None keeps the config's.
     max_iters: stop after this many iterations, keeping the configured schedule.
     """
     cfg.work_dir = work_dir or cfg.get('work_dir') or str(Path('work_dirs') / Path(config_path).stem)
@@ -68,8 +74,9 @@ def apply_cli(cfg: Config, config_path: str, work_dir: str | None = None, data_r
         cfg.resume, cfg.load_from = True, resume
     cfg.launcher = launcher
     if amp:
-        cfg.optim_wrapper.type = 'AutocastOptimWrapper'
-        cfg.optim_wrapper.dtype = 'bfloat16'
+        precision = 'bfloat16'
+    if precision is not None:
+        set_precision(cfg, precision, log=log)
     if seed is not None:   # not cfg.setdefault: it returns a copy of what it stores, and the seed would be lost
         cfg.randomness = dict(cfg.get('randomness') or {}, seed=seed)
     if max_iters is not None:
@@ -80,6 +87,27 @@ def apply_cli(cfg: Config, config_path: str, work_dir: str | None = None, data_r
         add_tensorboard(cfg)
     finalize_dataloaders(cfg)
     return cfg
+
+
+def set_precision(cfg: Config, precision: str, log=print) -> str:
+    """Make ``cfg`` train in ``precision`` ('float32', 'bfloat16' or 'auto', see :func:`apply_cli`); returns
+    the precision it resolved to. bfloat16 is ``AutocastOptimWrapper`` around the config's optimizer settings."""
+    if precision not in DTYPES:
+        raise MimbenchError(f"--precision must be one of {', '.join(DTYPES)}, got {precision!r}")
+    if precision == 'auto':
+        device = 'cuda' if torch.cuda.is_available() else 'cpu'
+        precision = dtype_name(resolve_dtype('auto', device))
+        why = ('it computes bfloat16 natively' if precision == 'bfloat16' else
+               'it has no native bfloat16 units, so bfloat16 would be emulated and slower')
+        log(f'precision auto: {precision} on this {device.upper()} ({why})')
+    if precision == 'bfloat16':
+        cfg.optim_wrapper.type = 'AutocastOptimWrapper'
+        cfg.optim_wrapper.dtype = 'bfloat16'
+    elif cfg.optim_wrapper.get('type') == 'AutocastOptimWrapper':
+        cfg.optim_wrapper.type = 'OptimWrapper'
+        cfg.optim_wrapper.pop('dtype', None)
+        cfg.optim_wrapper.pop('attention', None)
+    return precision
 
 
 def add_tensorboard(cfg: Config) -> None:
