@@ -154,6 +154,16 @@ def test_a_finished_cell_whose_weight_file_is_missing_is_estimated_from_its_reco
     assert est.eval_s == pytest.approx(pixel.eval_s)
 
 
+def test_the_bf16_micro_scale_runs_the_same_configs_as_other_cells_with_their_own_tables(micro):
+    """Precision is part of a cell's identity: bf16 cells never stand in for fp32 ones, nor share their tables."""
+    from mimbench.ablation.report import _file_stem
+    bf16 = Scale.load('micro_bf16')
+    fp32_cell, bf16_cell = (expand(s, ['method'], 1, ['mae'])[0] for s in (micro, bf16))
+    assert fp32_cell.config().pretty_text == bf16_cell.config().pretty_text     # same model, data and recipe
+    assert fp32_cell.key != bf16_cell.key and bf16.cfg.amp and not micro.cfg.amp
+    assert _file_stem(bf16, 'method') == 'method_micro_bf16' and _file_stem(micro, 'method') == 'method'
+
+
 def test_numeric_axes_take_new_values_and_categorical_axes_list_theirs(micro):
     assert [c.value.key for c in expand(micro, ['decoder_depth'], 1, ['3'])] == ['3']
     assert expand(micro, ['mask_ratio'], 1, ['0.65'])[0].value.paper.lin is None

@@ -45,8 +45,11 @@ def device_gflops(scale: Scale) -> tuple[float, str]:
     if scale.cfg.get('device_tflops'):
         return scale.cfg.device_tflops * 1e3 * eff, f'{scale.cfg.device_tflops} TFLOP/s assumed per GPU'
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
-    rate = matmul_gflops(repeats=3, device=device)
-    source = f'{eff:.0%} of this machine\'s measured {rate:.0f} GFLOP/s {device} matmul rate (fp32)'
+    # an amp scale pretrains in bf16: its steps run at the bf16 rate (2.2x fp32's on a CPU with bf16 units)
+    dtype = torch.bfloat16 if scale.cfg.get('amp') else torch.float32
+    rate = matmul_gflops(repeats=3, device=device, dtype=dtype)
+    source = (f'{eff:.0%} of this machine\'s measured {rate:.0f} GFLOP/s {device} matmul rate '
+              f'({"bf16" if scale.cfg.get("amp") else "fp32"})')
     if device == 'cpu':
         source += busy_note(torch.get_num_threads())
     return rate * eff, source
