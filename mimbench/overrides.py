@@ -107,11 +107,6 @@ def apply_overrides(cfg: Config, options: dict, log: Callable[[str], None] = pri
     return swaps
 
 
-def check_overrides(cfg: Config, options: dict, reader: Reader | None = None) -> None:
-    """Raise :class:`UnknownKeyError` for a key of ``options`` that nothing in ``cfg`` would read."""
-    apply_overrides(copy.deepcopy(cfg), options, log=lambda _: None, reader=reader)
-
-
 # ---------------------------------------------------------------------------------------- what a part takes
 
 @functools.cache
