@@ -24,13 +24,12 @@ def attention_kernel(name: str, device_type: str, dtype: torch.dtype) -> SDPBack
     """The attention to run under ``dtype`` on ``device_type``: an ``SDPBackend``, ``'explicit'``, or None for
     torch's own choice.
 
-    'auto' picks 'explicit' on a CPU in bfloat16 and torch's choice elsewhere. Measured on a 2-core AMD EPYC
-    with AVX512-BF16 (2026-12-06): torch's CPU flash kernel has a slow bf16 backward (forward + backward of
-    one attention, heads of 64 channels: its math kernel is 3.7x faster at 17 tokens, 2.3-2.6x at 33-65, 1.15x
-    at 197), and the math kernel itself checks for fully masked rows and computes in float32; the explicit
-    product in bf16 made the micro MAE's whole train step 1.3x faster again (one thread, side by side). In
-    float32 the flash kernel is the fastest (0.33-0.78x math's time) and on CUDA torch's order (flash,
-    memory-efficient, math) is. ``tools/benchmark.py --attention`` measures the choice on a machine.
+    'auto' picks 'explicit' on a CPU in bfloat16 and torch's choice elsewhere. On a 2-core AMD EPYC with
+    AVX512-BF16 (2026-12-06, docs/performance.md, ``tools/benchmark.py --attention auto math default``) the micro
+    MAE's bf16 train step ran at 518 img/s with explicit products, 455 with torch's math kernel (which checks for
+    fully masked rows and computes in float32) and 325 with torch's CPU flash kernel;
+    float32 keeps torch's choice (the flash kernel there), and so does CUDA. ``tools/benchmark.py --attention``
+    measures the choice on a machine.
     """
     if name == 'auto':
         return 'explicit' if device_type == 'cpu' and dtype == torch.bfloat16 else None
