@@ -1,5 +1,6 @@
 """The ablation driver: which cells an axis expands to, how bad input is refused, that the results store
 survives crashes, that a rerun continues instead of repeating, and that tables come from the store alone."""
+import hashlib
 import json
 import multiprocessing
 import os
@@ -118,8 +119,9 @@ def test_a_cell_whose_weight_file_is_missing_still_finds_its_record_but_a_change
 
     tokenizer.write_bytes(b'the tokenizer the cell was trained with')
     trained = cell()
+    kept = f'files/{hashlib.sha256(tokenizer.read_bytes()).hexdigest()[:16]}.pth'   # as ResultStore.keep_file
     record = dict(key=trained.key, seed=0, pretrained=True, max_iters=None, scale='micro',
-                  config_text=trained.config().pretty_text, weight_files={str(tokenizer): 'kept-copy.pth'})
+                  config_text=trained.config().pretty_text, weight_files={str(tokenizer): kept})
     store = {trained.key: record}
     assert find_record(store, trained, micro) is record
 
@@ -135,6 +137,38 @@ def test_a_cell_whose_weight_file_is_missing_still_finds_its_record_but_a_change
     assert find_record(store, cell(), micro) is None          # another tokenizer is another cell
     tokenizer.unlink()
     assert find_record(store, make_cell(micro, get_axis('target'), value, 1), micro) is None   # so is another seed
+
+
+def test_a_record_made_before_a_part_changed_never_stands_in_for_a_cell_whose_weight_file_is_missing(
+        micro, tmp_path, monkeypatch):
+    """On a fresh clone the tokenizer is missing and token cells are found by their config text; a record made
+    by code whose part has since changed behaviour (raised ``identity_version``) reads the same, yet it is the
+    old result: it must count as unrun, or a report would mix old and new cells."""
+    from mimbench.ablation import cells
+    from mimbench.ablation.axes import AxisValue
+    from mimbench.masking.random import RandomMasker
+    tokenizer = tmp_path / 'tokenizer.pth'
+    value = AxisValue('token', 'token', {'model.target': dict(_delete_=True, type='TokenTarget',
+                                                             checkpoint=str(tokenizer))})
+    tokenizer.write_bytes(b'the tokenizer the cell was trained with')
+    old = make_cell(micro, get_axis('target'), value, 0)
+    kept = f'files/{hashlib.sha256(tokenizer.read_bytes()).hexdigest()[:16]}.pth'
+    record = dict(key=old.key, seed=0, pretrained=True, max_iters=None, scale='micro',
+                  config_text=old.config().pretty_text, weight_files={str(tokenizer): kept})
+    tokenizer.unlink()
+
+    monkeypatch.setattr(RandomMasker, 'identity_version', 2, raising=False)   # the masker changed since
+    monkeypatch.setattr(cells, '_KEY_HERE', {})
+    today = make_cell(micro, get_axis('target'), value, 0)
+    assert today.config().pretty_text == old.config().pretty_text           # the config text cannot tell
+    assert cells.find_record({old.key: record}, today, micro) is None
+    # a record whose kept copy is not named by its content cannot vouch for what it read
+    monkeypatch.setattr(RandomMasker, 'identity_version', 1, raising=False)
+    monkeypatch.setattr(cells, '_KEY_HERE', {})
+    assert cells.find_record({old.key: record}, make_cell(micro, get_axis('target'), value, 0), micro) is record
+    monkeypatch.setattr(cells, '_KEY_HERE', {})
+    renamed = dict(record, weight_files={str(tokenizer): 'files/kept-copy.pth'})
+    assert cells.find_record({old.key: renamed}, make_cell(micro, get_axis('target'), value, 0), micro) is None
 
 
 def test_a_finished_cell_whose_weight_file_is_missing_is_estimated_from_its_record(micro, tmp_path):

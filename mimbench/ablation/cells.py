@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from mmengine.config import Config
 
@@ -141,17 +142,20 @@ def identity_version(type_name) -> int:
     return 1
 
 
-def config_identity(cfg: Config) -> dict:
+def config_identity(cfg: Config, content: dict[str, str] | None = None) -> dict:
     """``cfg`` as plain data without location and runtime keys: what the cell computes, not where or how it is
     watched. Files a config reads weights from (a tokenizer checkpoint, a PCA basis) are represented by a hash
-    of their content; a part whose class has an ``identity_version`` above 1 carries it (see
-    :func:`identity_version`), so parts at version 1 keep the keys they always had."""
+    of their content (``content``: configured path -> hash, for files known by their hash, not read here); a
+    part whose class has an ``identity_version`` above 1 carries it (see :func:`identity_version`), so parts
+    at version 1 keep the keys they always had."""
+    content = content or {}
+
     def strip(obj):
         if isinstance(obj, dict):
             out = {k: strip(v) for k, v in obj.items() if k not in _LOCATION_KEYS | _RUNTIME_KEYS}
             for k in _CONTENT_KEYS & obj.keys():
                 if isinstance(obj[k], str):
-                    out[f'{k}_sha256'] = _content_hash(obj[k])
+                    out[f'{k}_sha256'] = content.get(obj[k]) or _content_hash(obj[k])
             if 'type' in obj and (version := identity_version(obj['type'])) > 1:
                 out['identity_version'] = version
             return out
@@ -170,10 +174,11 @@ def _is_observer(hook) -> bool:
     return getattr(kind, '__name__', kind) in _OBSERVER_HOOKS
 
 
-def cell_key(cfg: Config, seed: int, pretrain: bool = True, **run) -> str:
+def cell_key(cfg: Config, seed: int, pretrain: bool = True, content: dict[str, str] | None = None, **run) -> str:
     """16 hex digits of sha256 over the config's identity, the seed and how it is run (``run``: e.g.
-    ``amp=True`` or ``max_iters=20``; None/False entries are left out, so default runs keep their keys)."""
-    ident = dict(config=config_identity(cfg), seed=seed, pretrain=pretrain)
+    ``amp=True`` or ``max_iters=20``; None/False entries are left out, so default runs keep their keys).
+    ``content`` gives weight files by their hash (see :func:`config_identity`)."""
+    ident = dict(config=config_identity(cfg, content), seed=seed, pretrain=pretrain)
     ident.update({k: v for k, v in run.items() if v not in (None, False)})
     blob = json.dumps(ident, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -289,19 +294,39 @@ def fit_missing_bases(cells: list[Cell], data_root: str | None = None, log=print
 
 # (record key, amp) -> the key the record's config gets on this machine; configs do not change under a run.
 _KEY_HERE: dict[tuple[str, bool], str | None] = {}
+_KEPT_NAME = re.compile(r'[0-9a-f]{16}')
 
 
 def _key_here(record: dict, amp: bool) -> str | None:
     memo = (record['key'], amp)
     if memo not in _KEY_HERE:
-        cfg = record_config(record)
-        missing = missing_weight_files(cfg) if cfg is not None else []
-        # Only a record that kept the files it read (``weight_files``) stands for them: one made before a file
-        # entered the identity (a PCA basis before 2026-12-05) cannot say which content it used.
-        kept = (record.get('weight_files') or {}).keys()
-        _KEY_HERE[memo] = None if not missing or not set(missing) <= kept else cell_key(
-            cfg, record['seed'], record.get('pretrained', True), amp=amp, max_iters=record.get('max_iters'))
+        _KEY_HERE[memo] = _stand_in_key(record, amp)
     return _KEY_HERE[memo]
+
+
+def _stand_in_key(record: dict, amp: bool) -> str | None:
+    """The key the record's config gets here, where some of its weight files are missing; None where the
+    record cannot stand for a cell so computed.
+
+    Only a record that kept the files it read (``weight_files``) stands for them: one made before a file
+    entered the identity (a PCA basis before 2026-12-05) cannot say which content it used. And only a record
+    whose own key this code reproduces, with each file's content hash taken from the name of its kept copy
+    (``ResultStore.keep_file`` names copies by content): a record made before a part's behaviour changed
+    (its ``identity_version`` raised) has a key today's code no longer gives, and must not stand in for a
+    cell of today's code just because the config text reads the same."""
+    cfg = record_config(record)
+    missing = missing_weight_files(cfg) if cfg is not None else []
+    kept = record.get('weight_files') or {}
+    if not missing or not set(missing) <= kept.keys():
+        return None
+    content = {path: PurePosixPath(copy).stem for path, copy in kept.items()}
+    if not all(_KEPT_NAME.fullmatch(h) for h in content.values()):
+        return None
+    run = dict(amp=amp, max_iters=record.get('max_iters'))
+    pretrain = record.get('pretrained', True)
+    if cell_key(cfg, record['seed'], pretrain, content, **run) != record['key']:
+        return None
+    return cell_key(cfg, record['seed'], pretrain, **run)
 
 
 def find_record(records, cell: Cell, scale: Scale) -> dict | None:
