@@ -485,6 +485,18 @@ def test_probes_run_on_the_configured_number_of_threads_and_restore_it():
         assert torch.get_num_threads() == before
 
 
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16, torch.float32, torch.int64])
+@pytest.mark.parametrize('shape', [(50, 64, 6), (50, 3), (50, 5, 3), (50,)])
+def test_a_probe_batch_holds_exactly_the_rows_it_draws(dtype, shape):
+    """The probe loop gathers whole samples as flat rows of 8-byte words where their size allows: the batch must
+    be bit for bit what plain indexing gives, whatever the dtype, row width or order."""
+    from mimbench.evaluation.probe import take_rows
+    x = (torch.randn(shape) * 100).to(dtype)
+    idx = torch.randperm(50, generator=torch.Generator().manual_seed(0))[:17]
+    assert torch.equal(take_rows(x, idx), x[idx])
+    assert torch.equal(take_rows(x[:, None][:, 0] if x.dim() > 1 else x, idx), x[idx])
+
+
 def test_probe_training_is_reproducible_from_the_seed():
     train, test = synthetic(200, 6), synthetic(100, 6, seed=1)
     runs = [linear_probe(train, test, 3, epochs=3, batch_size=32, seed=s).head.fc.weight for s in (0, 0, 1)]

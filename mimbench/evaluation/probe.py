@@ -62,6 +62,18 @@ def train_probe(head: nn.Module, train: Features, test: Features, *, epochs: int
     return result
 
 
+def take_rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``x[idx]`` for a contiguous ``x [N, ...]``, the same values: each sample is gathered as one flat row of
+    8-byte words, 4x faster than indexing ``[N, 64, 192]`` bfloat16 tokens element by element (a third of an
+    attentive-probe step on CPU went to that gather)."""
+    if x.dim() < 2 or not x.is_contiguous():
+        return x[idx]
+    flat = x.reshape(x.shape[0], -1)
+    if (flat.shape[1] * x.element_size()) % 8 == 0:
+        flat = flat.view(torch.int64)
+    return flat.index_select(0, idx).view(x.dtype).view(len(idx), *x.shape[1:])
+
+
 def _train_probe(head, train, test, *, epochs, batch_size, optimizer, base_lr, warmup_epochs, seed, log):
     n = len(train)
     batch_size = min(batch_size, n)
@@ -80,7 +92,7 @@ def _train_probe(head, train, test, *, epochs, batch_size, optimizer, base_lr, w
         loss_sum = correct = seen = 0.0
         for i in range(steps_per_epoch):
             idx = order[i * batch_size:(i + 1) * batch_size]
-            x, y = train.features[idx], train.labels[idx]     # as stored: the head decides its precision
+            x, y = take_rows(train.features, idx), train.labels[idx]   # as stored: the head picks its precision
             set_lr(opt, lr * warmup_cosine(step, total, warmup))
             logits = head(x)
             loss = F.cross_entropy(logits, y)
