@@ -7,6 +7,8 @@ write the table (and plot) with the paper's numbers beside ours.
     python tools/ablate.py --axis all --scale paper --launcher slurm --slurm-partition gpu
     python tools/ablate.py --axis speed                          # wall-clock table (paper Table 2 analog)
     python tools/ablate.py --report                              # rebuild every table from the store
+    python tools/ablate.py --study schedule                      # the schedule study: every step in order
+    python tools/ablate.py --study schedule --report             # -> docs/results/schedule_study.md
 
 Rerunning a command continues it: finished cells are read from the store, an interrupted one resumes from its
 last checkpoint.
@@ -42,6 +44,8 @@ def parse_args(argv=None):
     p.add_argument('--seeds', type=int, help="seeds per cell (default: the scale's)")
     p.add_argument('--finetune', action='store_true', help='also fine-tune every cell (the ft column)')
     p.add_argument('--evaluations', nargs='+', help="evaluation columns to run (default: the scale's)")
+    p.add_argument('--study', help='run (or with --report, --dry-run: report, list) a study of '
+                                    'configs/studies/, e.g. schedule')
     p.add_argument('--dry-run', action='store_true', help='list the cells, build each model, estimate the time')
     p.add_argument('--report', action='store_true', help='only rebuild tables and plots from the store')
     p.add_argument('--results', default='docs/results', help='where tables and plots go')
@@ -94,10 +98,12 @@ def run_speed(scale: Scale, args) -> None:
 def main(argv=None) -> None:
     args = parse_args(argv)
     try:
+        if args.study:
+            return run_study(args)
         scale = Scale.load(args.scale)
         names = axis_names(args.axis) if args.axis else ([] if args.report else None)
         if names is None:
-            raise AblationError(f'give --axis (one or more of: {", ".join(AXIS_CHOICES)}) or --report')
+            raise AblationError(f'give --axis (one or more of: {", ".join(AXIS_CHOICES)}), --report or --study')
         store_dir = args.store or str(Path(args.results) / 'ablation' / scale.name)
         store = ResultStore(store_dir)
         if not args.dry_run:            # an estimate writes nothing: a missing file's cells match by config
@@ -117,35 +123,65 @@ def main(argv=None) -> None:
             names.remove('speed')
             if not names:
                 return
-        evaluations = list(args.evaluations or scale.cfg.default_evaluations)
-        if args.finetune and 'ft' not in evaluations:
-            evaluations.append('ft')
-        for name in evaluations:
-            scale.evaluation(name)      # an unknown evaluation fails here, listing the valid ones
-        seeds = args.seeds or scale.cfg.seeds
-        cells = expand(scale, names, seeds, args.values, max_iters=args.max_iters)
-        if not args.dry_run and fit_missing_bases(cells, args.data_root):   # an estimate writes nothing
-            cells = expand(scale, names, seeds, args.values, max_iters=args.max_iters)   # keys hash the basis
-        estimate_s = dry_run(scale, cells, evaluations, store, listing=args.dry_run)
-        if args.dry_run:
-            return
-        spec = SweepSpec(scale=args.scale, store=store_dir,
-                         work_root=args.work_root or str(Path('work_dirs') / 'ablation' / scale.name),
-                         evaluations=evaluations, data_root=args.data_root)
-        # one task per cell job; the cell's torchrun starts one process per GPU inside it
-        gpus = int(scale.cfg.get('gpus_per_cell', 1))
-        slurm = dict(slurm_partition=args.slurm_partition, timeout_min=args.slurm_time, nodes=1,
-                     gpus_per_node=gpus, tasks_per_node=1, cpus_per_task=args.slurm_cpus * gpus,
-                     mem_gb=args.slurm_mem * gpus)
-        start = time.perf_counter()
-        run_sweep(cells, spec, workers=args.workers, launcher=args.launcher, estimate_s=estimate_s, slurm=slurm)
-        print(f'sweep took {format_duration(time.perf_counter() - start)}')
-        # the tables always show every row of the axis (--values only chose what to run)
-        for path in write_report(scale, names, store, args.results):
-            print(f'wrote {path}')
-        print(f'wrote {write_status(scale, store, args.results)}')
+        sweep(args.scale, names, args.values, args.seeds or scale.cfg.seeds, store, store_dir, args)
     except USER_ERRORS as err:     # a bad axis, value, scale, config key or data: one line, not a traceback
         sys.exit(f'error: {err}')
+
+
+def sweep(scale_ref: str, names: list[str], values: list[str] | None, seeds: int, store: ResultStore,
+          store_dir: str, args) -> None:
+    """Run (or with --dry-run list) the cells of ``names`` x ``values`` x seeds at the scale ``scale_ref``
+    (a name or a config path), then rewrite their tables."""
+    scale = Scale.load(scale_ref)
+    evaluations = list(args.evaluations or scale.cfg.default_evaluations)
+    if args.finetune and 'ft' not in evaluations:
+        evaluations.append('ft')
+    for name in evaluations:
+        scale.evaluation(name)      # an unknown evaluation fails here, listing the valid ones
+    cells = expand(scale, names, seeds, values, max_iters=args.max_iters)
+    if not args.dry_run and fit_missing_bases(cells, args.data_root):   # an estimate writes nothing
+        cells = expand(scale, names, seeds, values, max_iters=args.max_iters)   # keys hash the basis
+    estimate_s = dry_run(scale, cells, evaluations, store, listing=args.dry_run)
+    if args.dry_run:
+        return
+    spec = SweepSpec(scale=scale_ref, store=store_dir,
+                     work_root=args.work_root or str(Path('work_dirs') / 'ablation' / scale.name),
+                     evaluations=evaluations, data_root=args.data_root)
+    # one task per cell job; the cell's torchrun starts one process per GPU inside it
+    gpus = int(scale.cfg.get('gpus_per_cell', 1))
+    slurm = dict(slurm_partition=args.slurm_partition, timeout_min=args.slurm_time, nodes=1,
+                 gpus_per_node=gpus, tasks_per_node=1, cpus_per_task=args.slurm_cpus * gpus,
+                 mem_gb=args.slurm_mem * gpus)
+    start = time.perf_counter()
+    run_sweep(cells, spec, workers=args.workers, launcher=args.launcher, estimate_s=estimate_s, slurm=slurm)
+    print(f'sweep took {format_duration(time.perf_counter() - start)}')
+    # the tables always show every row of the axis (--values only chose what to run)
+    for path in write_report(scale, names, store, args.results):
+        print(f'wrote {path}')
+    print(f'wrote {write_status(scale, store, args.results)}')
+
+
+def run_study(args) -> None:
+    """--study: every step of the study's plan in order (each a sweep that skips what its store holds), then
+    the study's report; --report writes only the report, --dry-run lists every step's cells."""
+    from mimbench.ablation.study import Study, StudyData, plan, write_study_report
+    if args.axis or args.values or args.seeds or args.scale != 'micro' or args.store:
+        raise AblationError('--study runs the scales, axes, values and seeds its config names: leave out '
+                            '--axis, --values, --seeds, --scale and --store')
+    study = Study.load(args.study)
+    stores = {label: ResultStore(Path(args.results) / 'ablation' / name) for label, name in study.schedules.items()}
+    if not args.report:
+        steps = plan(study)
+        for i, step in enumerate(steps, 1):
+            print(f'=== study {study.name}, step {i}/{len(steps)}, {step.label} epochs: {step.command}')
+            store = stores[step.label]
+            if not args.dry_run:
+                restore_weight_files(store)
+            sweep(step.scale, [step.axis], step.values, step.seeds, store, str(store.root), args)
+        if args.dry_run:
+            return
+    for path in write_study_report(study, args.results, StudyData(study, stores)):
+        print(f'wrote {path}')
 
 
 def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, listing: bool) -> float | None:

@@ -1,0 +1,46 @@
+# The schedule study (issue 25): at how many pretraining epochs does each of the papers' findings appear at
+# CIFAR scale? The same cells at 5, 10 and 20 epochs; `python tools/ablate.py --study schedule` runs what is
+# missing in the order below (every step resumes), `--study schedule --report` writes
+# docs/results/schedule_study.md and its figure from the stores alone.
+study = 'schedule'
+title = 'When do the papers\' effects appear? The decisive rows at 5, 10 and 20 pretraining epochs'
+# epochs -> scale. 5 epochs is the micro protocol as stored (fp32); 10 and 20 run in bf16 autocast, which left
+# the default cell inside its seed spread on every probe (docs/results/ablation_protocol.md, "bf16 against
+# fp32"). Each effect below is a difference of two rows of one scale, so precision never crosses a difference.
+schedules = {5: 'micro', 10: 'micro_bf16_10ep', 20: 'micro_bf16_20ep'}
+# The default cell (MAE, decoder 2 x 96, random 75%, normalized pixels, random-size crop) at this many seeds at
+# every schedule: the spread every effect is judged against.
+spread_seeds = 4
+# Seeds of every other decisive row, per schedule (5 epochs: the micro tables' 2).
+row_seeds = {5: 2, 10: 1, 20: 2}
+# The decisive rows: axis -> values (the default's value shares its cell).
+rows = dict(
+    decoder_depth=['1', '2', '8'],
+    augmentation=['none', 'rand_crop'],
+    mask_ratio=['0.1', '0.4', '0.75', '0.9'],
+    mask_sampling=['random75', 'block50'],
+    target=['pixel', 'norm_pixel'],
+    method=['scratch', 'mae', 'cae', 'beit'],
+    cae_align_weight=['0', '2'],
+)
+# What runs first: the spread at every schedule, then every row's first seed at 20 epochs, then at 10, then
+# the second seed at 20. (schedule, seeds: 'spread' or 'rows' or a number)
+order = [(20, 'spread'), (10, 'spread'), (5, 'spread'), (20, 1), (10, 1), (20, 2)]
+# The papers' findings, each a difference of two rows: better - worse is positive where the paper's direction
+# shows.
+findings = [
+    dict(name='decoder depth 8 over 1', axis='decoder_depth', better='8', worse='1'),
+    dict(name='random-size crop over no augmentation', axis='augmentation', better='rand_crop', worse='none'),
+    dict(name='mask ratio 75% over 10%', axis='mask_ratio', better='0.75', worse='0.1'),
+    dict(name='mask ratio 75% over 40%', axis='mask_ratio', better='0.75', worse='0.4'),
+    dict(name='mask ratio 75% over 90%', axis='mask_ratio', better='0.75', worse='0.9'),
+    dict(name='random 75% over block 50%', axis='mask_sampling', better='random75', worse='block50'),
+    dict(name='normalized over raw pixels', axis='target', better='norm_pixel', worse='pixel'),
+    dict(name='MAE over scratch', axis='method', better='mae', worse='scratch'),
+    dict(name='CAE over BEiT-style', axis='method', better='cae', worse='beit'),
+    dict(name='MAE over BEiT-style', axis='method', better='mae', worse='beit'),
+    dict(name='CAE alignment (lambda 2 over 0)', axis='cae_align_weight', better='2', worse='0'),
+]
+# An effect "shows" at a schedule when it exceeds this many standard errors of the difference, the standard
+# deviation pooled over every row of that schedule with two or more seeds.
+threshold_se = 2.0

@@ -1,0 +1,301 @@
+"""A study: the same ablation rows at several scales, and how each of the papers' findings moves across them.
+
+``configs/studies/<name>.py`` names the scales (the schedule study: ``{5: 'micro', 10: ..., 20: ...}``
+pretraining epochs), the rows to run at each, the order to run them in, and the findings, each a difference of
+two rows of one axis (``better - worse``: positive where the paper's direction shows). Everything here reads
+the scales' results stores; the cells themselves run through the ordinary sweep, one :func:`plan` step at a
+time.
+
+Each effect is judged against the spread of its own scale: the standard deviation pooled over every row of
+that scale with two or more seeds (the default cell's extra seeds weigh in most), so a row's two seeds never
+vouch for themselves. The effect's standard error is ``sd * sqrt(1/n_better + 1/n_worse)``; it "shows" beyond
+``threshold_se`` standard errors.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmengine.config import Config
+
+from mimbench.ablation.axes import AblationError, get_axis
+from mimbench.ablation.cells import REPO, Scale
+from mimbench.ablation.report import METRIC_NAMES, Row, _cost, axis_rows
+from mimbench.ablation.store import ResultStore
+from mimbench.fileio import save_figure, write_text_atomic
+
+STUDIES_DIR = REPO / 'configs' / 'studies'
+SPREAD_AXIS, SPREAD_VALUE = 'method', 'mae'     # the default cell, reached through the method axis
+
+
+@dataclass
+class Step:
+    """One sweep: ``values`` of ``axis`` at ``scale``, seeds ``0 .. seeds - 1``."""
+    label: int            # the study's name for the scale (epochs)
+    scale: str
+    axis: str
+    values: list[str]
+    seeds: int
+
+    @property
+    def command(self) -> str:
+        scale = '' if self.scale == 'micro' else f' --scale {self.scale}'
+        return (f'python tools/ablate.py{scale} --axis {self.axis} --values {" ".join(self.values)} '
+                f'--seeds {self.seeds}')
+
+
+@dataclass
+class Study:
+    name: str
+    cfg: Config
+
+    @classmethod
+    def load(cls, name_or_path: str) -> Study:
+        path = Path(name_or_path)
+        if not path.suffix:
+            path = STUDIES_DIR / f'{name_or_path}.py'
+        if not path.is_file():
+            known = sorted(p.stem for p in STUDIES_DIR.glob('*.py'))
+            raise AblationError(f'unknown study {name_or_path!r}; valid studies: {", ".join(known)}')
+        cfg = Config.fromfile(str(path))
+        study = cls(cfg.study, cfg)
+        for label, scale in study.schedules.items():
+            Scale.load(scale)
+        for axis in cfg.rows:
+            get_axis(axis)
+        for f in cfg.findings:
+            values = cfg.rows.get(f['axis'], [])
+            if not {f['better'], f['worse']} <= set(values):
+                raise AblationError(f'finding {f["name"]!r}: rows {f["better"]!r} and {f["worse"]!r} must '
+                                    f'both be among the study\'s {f["axis"]} rows {values}')
+        return study
+
+    @property
+    def schedules(self) -> dict[int, str]:
+        return {int(k): v for k, v in self.cfg.schedules.items()}
+
+    def scale(self, label: int) -> Scale:
+        return Scale.load(self.schedules[label])
+
+
+def plan(study: Study) -> list[Step]:
+    """The sweeps of the study in its ``order``; each runs only what its store lacks."""
+    steps = []
+    for label, seeds in study.cfg.order:
+        scale = study.schedules[int(label)]
+        if seeds == 'spread':
+            steps.append(Step(int(label), scale, SPREAD_AXIS, [SPREAD_VALUE], int(study.cfg.spread_seeds)))
+            continue
+        n = int(study.cfg.row_seeds[int(label)]) if seeds == 'rows' else int(seeds)
+        steps += [Step(int(label), scale, axis, list(values), n) for axis, values in study.cfg.rows.items()]
+    return steps
+
+
+@dataclass
+class Effect:
+    """``better - worse`` on one metric at one schedule; ``se`` from the schedule's pooled spread."""
+    diff: float | None
+    se: float | None
+    n_better: int
+    n_worse: int
+
+    def verdict(self, threshold: float) -> str:
+        """'+' (the paper's direction, beyond ``threshold`` SE), '-' (the opposite), '0' (inside), '?'."""
+        if self.diff is None or self.se is None or self.se == 0:
+            return '?'
+        z = self.diff / self.se
+        return '+' if z > threshold else '-' if z < -threshold else '0'
+
+    def text(self) -> str:
+        if self.diff is None:
+            return '-'
+        se = f' ± {self.se:.2f}' if self.se is not None else ''
+        return f'{self.diff:+.2f}{se} (n={self.n_better},{self.n_worse})'
+
+
+def pooled_sd(rows: list[Row], metric: str) -> tuple[float | None, int]:
+    """Standard deviation pooled over rows with two or more seeds: sqrt(sum of squared deviations / df);
+    returns (sd, degrees of freedom)."""
+    ss = df = 0
+    seen = set()
+    for row in rows:
+        keys = tuple(sorted(r['key'] for r in row.records))
+        if keys in seen:    # the default cell is a row of several axes: count it once
+            continue
+        seen.add(keys)
+        vals = row.values(metric)
+        if len(vals) > 1:
+            ss += statistics.variance(vals) * (len(vals) - 1)
+            df += len(vals) - 1
+    return (math.sqrt(ss / df) if df else None), df
+
+
+class StudyData:
+    """The study's rows at every schedule, read once from the stores."""
+
+    def __init__(self, study: Study, stores: dict[int, ResultStore] | None = None):
+        self.study = study
+        self.rows: dict[int, dict[str, list[Row]]] = {}
+        for label, scale_name in study.schedules.items():
+            scale = Scale.load(scale_name)
+            store = (stores or {}).get(label) or ResultStore(REPO / 'docs' / 'results' / 'ablation' / scale_name)
+            self.rows[label] = {axis: axis_rows(scale, get_axis(axis), store, list(values))
+                                for axis, values in study.cfg.rows.items()}
+
+    def row(self, label: int, axis: str, value: str) -> Row:
+        return next(r for r in self.rows[label][axis] if r.value.key == value)
+
+    def all_rows(self, label: int) -> list[Row]:
+        return [row for rows in self.rows[label].values() for row in rows]
+
+    def spread(self, label: int, metric: str) -> tuple[float | None, int]:
+        return pooled_sd(self.all_rows(label), metric)
+
+    def effect(self, label: int, finding: dict, metric: str) -> Effect:
+        better, worse = (self.row(label, finding['axis'], finding[k]).values(metric) for k in ('better', 'worse'))
+        if not better or not worse:
+            return Effect(None, None, len(better), len(worse))
+        sd, _ = self.spread(label, metric)
+        se = sd * math.sqrt(1 / len(better) + 1 / len(worse)) if sd is not None else None
+        return Effect(statistics.fmean(better) - statistics.fmean(worse), se, len(better), len(worse))
+
+    def cost(self, label: int) -> tuple[int, float]:
+        cells, cpu, _ = _cost(self.all_rows(label))
+        return cells, cpu
+
+
+def trend(verdicts: list[str]) -> str:
+    """The verdict over schedules (shortest first) from each schedule's '+', '0', '-' or '?' (unmeasured):
+    reproduces (shows at the shortest and the longest measured), emerges with training (only at the longest),
+    shrinks (at the shortest, not the longest), does not reproduce (nowhere; "the opposite shows" where the
+    longest shows the other way). Prefixed "so far:" while a schedule is unmeasured."""
+    known = [v for v in verdicts if v != '?']
+    if not known:
+        return 'not measured yet'
+    prefix = 'so far: ' if len(known) < len(verdicts) else ''
+    first, last = known[0], known[-1]
+    if first == '+' and last == '+':
+        return prefix + 'reproduces'
+    if last == '+':
+        return prefix + 'emerges with training'
+    if first == '+':
+        return prefix + 'shrinks'
+    if '+' in known:
+        return prefix + 'does not reproduce (shows only in between)'
+    return prefix + ('does not reproduce (the opposite shows)' if last == '-' else 'does not reproduce')
+
+
+def paper_effect(finding: dict, scale: Scale) -> str:
+    """The paper's ``better - worse`` from the axis's paper numbers (lin and ft where both rows have them)."""
+    axis = get_axis(finding['axis'])
+    values = {v.key: v for v in axis.rows(scale.context())}
+    b, w = values[finding['better']].paper, values[finding['worse']].paper
+    parts = [f'{metric} {getattr(b, metric) - getattr(w, metric):+.1f}' for metric in ('lin', 'ft')
+             if getattr(b, metric) is not None and getattr(w, metric) is not None]
+    return ', '.join(parts) or finding.get('paper', 'no number published')
+
+
+def summary_table(data: StudyData, metrics: tuple[str, ...]) -> list[str]:
+    study = data.study
+    labels = sorted(study.schedules)
+    threshold = float(study.cfg.threshold_se)
+    head = ['finding', 'metric', *[f'{e} ep' for e in labels], 'paper (800 ep)', 'verdict']
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for finding in study.cfg.findings:
+        for i, metric in enumerate(metrics):
+            effects = [data.effect(label, finding, metric) for label in labels]
+            verdicts = [e.verdict(threshold) for e in effects]
+            cells = [f'{e.text()} {_MARK[v]}'.strip() for e, v in zip(effects, verdicts)]
+            name = finding['name'] if i == 0 else ''
+            paper = paper_effect(finding, study.scale(labels[0])) if i == 0 else ''
+            lines.append(f'| {name} | {METRIC_NAMES.get(metric, metric)} | ' + ' | '.join(cells)
+                         + f' | {paper} | {trend(verdicts)} |')
+    return lines
+
+
+_MARK = {'+': '**shows**', '-': '**opposite**', '0': '', '?': ''}
+
+
+def plot_study(data: StudyData, metrics: tuple[str, ...], path: str | Path) -> Path:
+    """One panel per finding: the effect (points) with +-threshold standard errors against epochs, per metric."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    study = data.study
+    findings = study.cfg.findings
+    labels = sorted(study.schedules)
+    threshold = float(study.cfg.threshold_se)
+    cols = 4
+    nrows = math.ceil(len(findings) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.6 * cols, 2.9 * nrows), squeeze=False)
+    for ax, finding in zip(axes.flat, findings):
+        for k, metric in enumerate(metrics):
+            xs, ys, errs = [], [], []
+            for label in labels:
+                e = data.effect(label, finding, metric)
+                if e.diff is not None:
+                    xs.append(label * (1 + 0.04 * (k - (len(metrics) - 1) / 2)))
+                    ys.append(e.diff)
+                    errs.append(threshold * e.se if e.se is not None else 0.0)
+            if xs:
+                ax.errorbar(xs, ys, yerr=errs, marker='o', capsize=3, label=METRIC_NAMES.get(metric, metric))
+        ax.axhline(0, color='grey', lw=0.8)
+        ax.set_xscale('log')
+        ax.set_xticks(labels)
+        ax.set_xticklabels([str(label) for label in labels])
+        ax.set_title(finding['name'], fontsize=9)
+        ax.set_xlabel('pretraining epochs', fontsize=8)
+        ax.set_ylabel('better - worse (points)', fontsize=8)
+    for ax in list(axes.flat)[len(findings):]:
+        ax.axis('off')
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(f'{study.cfg.title} (bars: ±{threshold:g} standard errors)', fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=100)
+
+
+def write_study_report(study: Study, out_dir: str | Path, data: StudyData | None = None) -> list[Path]:
+    """``<out_dir>/<study>_study.md`` and ``.png`` from the stores. Returns the paths written."""
+    out_dir = Path(out_dir)
+    data = data or StudyData(study)
+    scale0 = study.scale(min(study.schedules))
+    check = scale0.cfg.get('check_metric', 'lin')
+    metrics = tuple(dict.fromkeys((check, 'lin')))
+    stem = f'{study.name}_study'
+    labels = sorted(study.schedules)
+    threshold = float(study.cfg.threshold_se)
+    lines = [f'# {study.cfg.title}', '',
+             f'Generated by `python tools/ablate.py --study {study.name} --report` from the results stores; do '
+             f'not edit by hand. Each entry is a finding\'s effect, better row minus worse row in accuracy '
+             f'points, ± one standard error of that difference; the standard deviation behind it is pooled over '
+             f'every row of the schedule with two or more seeds (the default cell runs {study.cfg.spread_seeds} '
+             f'seeds at every schedule). **shows**: beyond {threshold:g} standard errors in the paper\'s '
+             f'direction; **opposite**: beyond them the other way. Verdicts read the check metric '
+             f'({METRIC_NAMES.get(check, check)}) first row of each finding and the [cls] linear probe '
+             f'(the paper\'s protocol) second. n = seeds of the better and the worse row.', '',
+             f'![effects against pretraining epochs]({stem}.png)', '']
+    lines += summary_table(data, metrics)
+    lines += ['', '## Schedules', '', '| epochs | scale | precision | seed sd (pooled, df) | cells | CPU-hours |',
+              '|---|---|---|---|---|---|']
+    total_cells, total_cpu = 0, 0.0
+    for label in labels:
+        scale = study.scale(label)
+        sds = []
+        for metric in metrics:
+            sd, df = data.spread(label, metric)
+            sds.append(f'{METRIC_NAMES.get(metric, metric)} {sd:.2f} ({df})' if sd is not None
+                       else f'{METRIC_NAMES.get(metric, metric)} -')
+        cells, cpu = data.cost(label)
+        total_cells, total_cpu = total_cells + cells, total_cpu + cpu
+        precision = 'bf16 autocast' if scale.cfg.get('amp') else 'fp32'
+        lines.append(f'| {label} | {scale.name} | {precision} | {"; ".join(sds)} | {cells} | {cpu:.2f} |')
+    lines += ['', f'Total: {total_cells} cells, {total_cpu:.2f} CPU-hours of pretraining (process time).', '',
+              '## How it runs', '', f'`python tools/ablate.py --study {study.name}` runs these sweeps in order; '
+              'each skips the cells its store holds and resumes an interrupted one from its last checkpoint:', '']
+    lines += [f'{i}. `{step.command}`' for i, step in enumerate(plan(study), 1)]
+    lines.append('')
+    written = [plot_study(data, metrics, out_dir / f'{stem}.png')]
+    written.append(write_text_atomic(out_dir / f'{stem}.md', '\n'.join(lines)))
+    return written

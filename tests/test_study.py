@@ -1,0 +1,121 @@
+"""A study (configs/studies/): the same ablation rows at several schedules, run in a fixed order, and each of the
+papers' findings judged at every schedule against that schedule's pooled seed spread."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mimbench.ablation.axes import AblationError, get_axis
+from mimbench.ablation.cells import Scale, make_cell
+from mimbench.ablation.store import ResultStore
+from mimbench.ablation.study import Study, StudyData, plan, trend, write_study_report
+
+REPO = Path(__file__).resolve().parents[1]
+
+STUDY = """
+study = 'tiny'
+title = 'a two-schedule study'
+schedules = {5: 'micro', 20: 'micro_bf16_20ep'}
+spread_seeds = 4
+row_seeds = {5: 2, 20: 2}
+rows = dict(decoder_depth=['1', '2', '8'])
+order = [(20, 'spread'), (5, 'spread'), (20, 1), (20, 'rows')]
+findings = [dict(name='decoder depth 8 over 1', axis='decoder_depth', better='8', worse='1')]
+threshold_se = 2.0
+"""
+
+
+def _study(tmp_path, text=STUDY) -> Study:
+    path = tmp_path / 'tiny.py'
+    path.write_text(text)
+    return Study.load(str(path))
+
+
+def _store(tmp_path, scale_name: str, accuracies: dict[str, list[float]]) -> ResultStore:
+    """A store holding decoder_depth cells of ``scale_name``: value -> lin_mean accuracy per seed."""
+    scale = Scale.load(scale_name)
+    store = ResultStore(tmp_path / scale_name)
+    axis = get_axis('decoder_depth')
+    for key, accs in accuracies.items():
+        value = axis.values(scale.context(), [key])[0]
+        for seed, acc in enumerate(accs):
+            cell = make_cell(scale, axis, value, seed)
+            store.put(dict(key=cell.key, scale=scale.name, axis=axis.name, value=key, seed=seed,
+                           metrics={'lin_mean': {'accuracy': acc}, 'lin': {'accuracy': acc - 10}},
+                           pretrain={'cpu_seconds': 3600.0}))
+    return store
+
+
+def test_the_plan_runs_the_spread_first_then_each_rows_seeds_in_the_configured_order(tmp_path):
+    steps = plan(_study(tmp_path))
+    assert [(s.label, s.axis, s.values, s.seeds) for s in steps] == [
+        (20, 'method', ['mae'], 4), (5, 'method', ['mae'], 4),
+        (20, 'decoder_depth', ['1', '2', '8'], 1), (20, 'decoder_depth', ['1', '2', '8'], 2)]
+    assert steps[0].command == ('python tools/ablate.py --scale micro_bf16_20ep --axis method --values mae '
+                                '--seeds 4')
+    assert steps[1].command == 'python tools/ablate.py --axis method --values mae --seeds 4'
+
+
+def test_a_finding_must_compare_two_of_the_studys_rows(tmp_path):
+    with pytest.raises(AblationError, match="rows '8' and '12'.*decoder_depth rows"):
+        _study(tmp_path, STUDY.replace("worse='1'", "worse='12'"))
+
+
+def test_an_effect_is_judged_against_the_spread_pooled_over_the_schedules_rows(tmp_path):
+    study = _study(tmp_path)
+    stores = {5: _store(tmp_path, 'micro', {'1': [50, 52], '8': [49, 51]}),
+              20: _store(tmp_path, 'micro_bf16_20ep', {'1': [50, 52], '8': [56, 58]})}
+    data = StudyData(study, stores)
+    finding = study.cfg.findings[0]
+    short, long = (data.effect(label, finding, 'lin_mean') for label in (5, 20))
+    # sd pooled over the two rows: sqrt((2 + 2) / 2); se of a difference of two 2-seed means: sd * sqrt(1)
+    assert short.diff == pytest.approx(-1.0) and short.se == pytest.approx(2 ** 0.5)
+    assert long.diff == pytest.approx(6.0) and long.se == pytest.approx(2 ** 0.5)
+    assert (short.verdict(2.0), long.verdict(2.0)) == ('0', '+')
+
+    # the default cell's four seeds spread widely: the same difference no longer shows
+    wide = _store(tmp_path / 'wide', 'micro_bf16_20ep', {'1': [50, 52], '8': [56, 58], '2': [40, 50, 60, 50]})
+    data = StudyData(study, {5: stores[5], 20: wide})
+    sd, df = data.spread(20, 'lin_mean')
+    assert df == 5 and sd == pytest.approx(((2 + 2 + 200) / 5) ** 0.5)
+    assert data.effect(20, finding, 'lin_mean').verdict(2.0) == '0'
+
+
+@pytest.mark.parametrize('verdicts, expected', [
+    (['+', '+', '+'], 'reproduces'),
+    (['0', '0', '+'], 'emerges with training'),
+    (['+', '0', '0'], 'shrinks'),
+    (['0', '0', '0'], 'does not reproduce'),
+    (['0', '0', '-'], 'does not reproduce (the opposite shows)'),
+    (['0', '+', '0'], 'does not reproduce (shows only in between)'),
+    (['+', '?', '?'], 'so far: reproduces'),
+    (['?', '?', '?'], 'not measured yet'),
+])
+def test_the_verdict_over_schedules(verdicts, expected):
+    assert trend(verdicts) == expected
+
+
+def test_the_report_gives_every_finding_its_effects_verdict_and_the_commands(tmp_path):
+    study = _study(tmp_path)
+    stores = {5: _store(tmp_path, 'micro', {'1': [50, 52], '8': [49, 51]}),
+              20: _store(tmp_path, 'micro_bf16_20ep', {'1': [50, 52], '8': [56, 58]})}
+    paths = write_study_report(study, tmp_path / 'out', StudyData(study, stores))
+    assert sorted(p.name for p in paths) == ['tiny_study.md', 'tiny_study.png']
+    md = (tmp_path / 'out' / 'tiny_study.md').read_text()
+    row = next(line for line in md.splitlines() if line.startswith('| decoder depth 8 over 1 |'))
+    cells = [c.strip() for c in row.strip('|').split('|')]
+    assert cells[2:5] == ['-1.00 ± 1.41 (n=2,2)', '+6.00 ± 1.41 (n=2,2) **shows**', 'lin +8.0, ft +0.1']
+    assert cells[5] == 'emerges with training'
+    assert '| 20 | micro_bf16_20ep | bf16 autocast |' in md
+    assert '`python tools/ablate.py --scale micro_bf16_20ep --axis decoder_depth --values 1 2 8 --seeds 2`' in md
+
+
+def test_a_study_takes_its_scales_and_rows_from_its_config_and_says_so_in_one_line():
+    out = subprocess.run([sys.executable, 'tools/ablate.py', '--study', 'schedule', '--axis', 'method'],
+                         cwd=REPO, capture_output=True, text=True)
+    assert out.returncode != 0
+    assert out.stderr.strip().splitlines()[-1].startswith('error: --study runs the scales')
+    out = subprocess.run([sys.executable, 'tools/ablate.py', '--study', 'nope'], cwd=REPO, capture_output=True,
+                         text=True)
+    assert out.stderr.strip() == 'error: unknown study \'nope\'; valid studies: schedule'
