@@ -6,6 +6,8 @@ import platform
 
 import torch
 
+from mimbench.errors import MimbenchError
+
 
 def cpuinfo_field(name: str) -> str | None:
     """The value of ``name`` (e.g. ``'model name'``, ``'flags'``) for the first CPU in ``/proc/cpuinfo``, or
@@ -60,3 +62,38 @@ def resolve_dtype(name: str, device: torch.device | str = 'cpu') -> torch.dtype:
 def dtype_name(dtype: torch.dtype) -> str:
     """``torch.bfloat16`` -> ``'bfloat16'``: the name configs, cache keys and records use."""
     return str(dtype).removeprefix('torch.')
+
+
+class DeviceError(MimbenchError, ValueError):
+    """A device name that is malformed or not present here."""
+
+
+def resolve_device(name: str | torch.device | None = 'auto') -> torch.device:
+    """``'auto'`` (or None): the first CUDA GPU when there is one, else the CPU; ``'cpu'``, ``'cuda'``,
+    ``'cuda:N'`` are obeyed, and one that is not here raises :class:`DeviceError` saying what is."""
+    if isinstance(name, torch.device):
+        name = str(name)
+    if name in (None, 'auto'):
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise DeviceError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}") from None
+    if device.type == 'cuda':
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise DeviceError(f'device {name!r}: there is no CUDA GPU here; use cpu (or auto)')
+        if device.index is not None and device.index >= count:
+            raise DeviceError(f'device {name!r}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}')
+    elif device.type != 'cpu':
+        raise DeviceError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}")
+    return device
+
+
+def device_name(device: torch.device | str) -> str:
+    """What a record says ran it: ``'cpu'`` or ``'cuda:0 (NVIDIA H100 80GB HBM3)'``."""
+    device = torch.device(device)
+    if device.type == 'cuda':
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f'cuda:{index} ({torch.cuda.get_device_name(index)})'
+    return device.type

@@ -41,6 +41,9 @@ def parse_args(argv=None):
                    help='override eval config keys, e.g. epochs=30 base_lr=0.2')
     p.add_argument('--max-iters', type=int, metavar='N',
                    help='fine-tuning only: stop after N iterations, keeping the schedule (smoke runs)')
+    p.add_argument('--device', default='auto',
+                   help="where extraction, probes and fine-tuning run: auto (a GPU when there is one), cpu, cuda, "
+                        "cuda:N")
     p.add_argument('--benchmark', action='store_true',
                    help='time feature extraction (60k CIFAR images) and the probes; writes no record')
     args = p.parse_args(argv)
@@ -56,13 +59,14 @@ def main(argv=None) -> dict:
     try:
         if args.benchmark:
             result = benchmark(args.checkpoint, scratch=args.scratch, config=args.config, data_root=args.data_root,
-                               seed=args.seed, log=lambda s: print(s, flush=True))
+                               seed=args.seed, device=args.device, log=lambda s: print(s, flush=True))
             print(json.dumps(result, indent=2))
             return result
         eval_cfg = load_eval_config(args.protocol, args.config_eval, args.cfg_options)
         record = evaluate(args.protocol, args.checkpoint, scratch=args.scratch, config=args.config,
                           eval_cfg=eval_cfg, data_root=args.data_root, seed=args.seed, cache_dir=args.cache_dir,
-                          out=args.out, max_iters=args.max_iters, log=lambda s: print(s, flush=True))
+                          out=args.out, max_iters=args.max_iters, device=args.device,
+                          log=lambda s: print(s, flush=True))
     except USER_ERRORS as err:      # bad data, config, checkpoint or command line: one line, not a traceback
         sys.exit(f'error: {err}')
     print(f'{args.protocol} top-1: {record["accuracy"]:.2f}%  ({record["wall_time_s"]:.0f} s; '

@@ -26,6 +26,7 @@ from mimbench.ablation.cells import REPO, Cell, Scale, find_record, repo_path, w
 from mimbench.ablation.store import ResultStore, code_version, this_host
 from mimbench.fileio import read_json, write_json_atomic
 from mimbench.lockfile import LockHeld, hold_lock
+from mimbench.machine import resolve_device
 
 Log = Callable[[str], None]
 TRAIN_TOOL = REPO / 'tools' / 'train.py'
@@ -174,10 +175,11 @@ def eval_config(scale: Scale, name: str):
 
 
 def resolve_auto_dtypes(cfg) -> None:
-    """Replace an eval config's ``'auto'`` dtypes by what they resolve to here (evaluation runs on the CPU), so
-    that the eval hash says which numerics ran: 'auto' is bfloat16 on one CPU and float32 on another."""
+    """Replace an eval config's ``'auto'`` dtypes by what they resolve to on the device evaluations run on here
+    (a GPU when there is one), so that the eval hash says which numerics ran: 'auto' is bfloat16 on one CPU
+    and float32 on another."""
     from mimbench.machine import dtype_name, resolve_dtype
-    here = dtype_name(resolve_dtype('auto', 'cpu'))
+    here = dtype_name(resolve_dtype('auto', resolve_device('auto')))
     if cfg.get('extract', {}).get('dtype') == 'auto':
         cfg.extract.dtype = here
     if cfg.get('token_dtype') == 'auto':
@@ -225,6 +227,7 @@ def prefetch_features(cell: Cell, scale: Scale, work_dir: Path, checkpoint: str 
         return []
     loaded = (load_encoder(checkpoint) if checkpoint else
               load_encoder(None, str(write_cell_config(cell, work_dir)), seed=cell.seed))
+    loaded.encoder.to(resolve_device('auto'))     # where evaluate() will look for them
     cache = FeatureCache(work_dir / 'features')
     done = []
     for cfg, pools in groups.values():

@@ -101,18 +101,20 @@ def normalize_tokens(tokens: torch.Tensor, eps: float = 1e-6, dtype: torch.dtype
 def attentive_probe(train: Features, test: Features, num_classes: int, *, num_heads: int = 8, epochs: int = 90,
                     batch_size: int = 1024, base_lr: float = 0.0125, warmup_epochs: float = 10,
                     optimizer: dict | None = None, seed: int = 0, threads: int | str | None = 1,
-                    token_dtype: str = 'auto', log: Callable[[str], None] | None = None) -> ProbeResult:
+                    token_dtype: str = 'auto', device: torch.device | str = 'cpu',
+                    log: Callable[[str], None] | None = None) -> ProbeResult:
     """Train an :class:`AttentiveProbeHead` on token features ``[N, L, D]``; return its ``test`` accuracy.
 
     Defaults follow CAE: SGD momentum 0.9, lr 0.4 at batch 8192 (base lr 0.0125 per 256), 90 epochs, no
     augmentation, no weight decay. ``token_dtype``: see :class:`AttentiveProbeHead`; ``'auto'`` is bfloat16 on
-    a CPU with bf16 units and float32 elsewhere (:func:`~mimbench.machine.resolve_dtype`).
+    a CPU with bf16 units or an Ampere+ GPU and float32 elsewhere (:func:`~mimbench.machine.resolve_dtype`).
+    ``device``: where the head trains (see :func:`~mimbench.evaluation.probe.train_probe`).
     """
     if train.features.dim() != 3:
         raise ValueError(f'the attentive probe needs token features [N, L, D], got {tuple(train.features.shape)}: '
                          f"extract them with pool='tokens'")
     torch.manual_seed(seed)
-    run_dtype = resolve_dtype(token_dtype, 'cpu')       # probes train on the CPU
+    run_dtype = resolve_dtype(token_dtype, device)
     head = AttentiveProbeHead(train.features.shape[-1], num_classes, num_heads, run_dtype)
     optimizer = optimizer or dict(type='SGD', momentum=0.9, weight_decay=0.0)
     train, test = (Features(normalize_tokens(f.features, head.norm_k.eps, head.token_dtype), f.labels)
@@ -120,7 +122,8 @@ def attentive_probe(train: Features, test: Features, num_classes: int, *, num_he
     head.inputs_normalized = True
     try:
         result = train_probe(head, train, test, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
-                             base_lr=base_lr, warmup_epochs=warmup_epochs, seed=seed, threads=threads, log=log)
+                             base_lr=base_lr, warmup_epochs=warmup_epochs, seed=seed, threads=threads,
+                             device=device, log=log)
     finally:
         head.inputs_normalized = False    # the returned head takes raw tokens again
     result.hparams.update(num_heads=num_heads, token_dtype=dtype_name(run_dtype))

@@ -198,9 +198,12 @@ def cached_features(loaded, dataset: Dataset, split: str, pools: Sequence[str], 
     ``{'cache_hits': [...], 'extracted': [...], 'seconds': s, 'files': {pool: path}, 'dtype': what ran}``.
     """
     # the dtype that runs, so 'auto' shares files with the name it resolved to
-    dtype = dtype_name(resolve_dtype(dtype, next(loaded.encoder.parameters()).device))
+    device = next(loaded.encoder.parameters()).device
+    dtype = dtype_name(resolve_dtype(dtype, device))
     key = {'weights': loaded.identity, 'data': dataset_fingerprint(dataset), 'dtype': dtype,
            'mean': loaded.preprocessor.mean.flatten().tolist(), 'std': loaded.preprocessor.std.flatten().tolist()}
+    if device.type != 'cpu':   # other kernels, other rounding; CPU files keep the names they always had
+        key['device'] = device.type
     report = {'cache_hits': [], 'extracted': [], 'seconds': 0.0, 'files': {}, 'dtype': dtype}
     result: dict[str, Features] = {}
     missing = []

@@ -122,13 +122,16 @@ class FinetuneResult:
 @torch.no_grad()
 def evaluate_classifier(model: nn.Module, preprocessor: nn.Module, dataset: Dataset, batch_size: int = 500,
                         num_workers: int = 0, amp: bool = False) -> float:
-    """Top-1 accuracy (%) of ``model`` in eval mode on ``dataset`` (its own, non-random pipeline)."""
+    """Top-1 accuracy (%) of ``model`` in eval mode on ``dataset`` (its own, non-random pipeline), on the
+    device the model is on."""
     model.eval()
+    device = next(model.parameters()).device
     correct = total = 0
-    autocast = torch.autocast('cpu', dtype=torch.bfloat16) if amp else contextlib.nullcontext()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
     with torch.inference_mode(), autocast:
         for imgs, labels in image_batches(dataset, batch_size, num_workers):
-            correct += (model(preprocessor.normalize(imgs)).argmax(1) == labels).sum().item()
+            logits = model(preprocessor.normalize(imgs.to(device, non_blocking=True)))
+            correct += (logits.argmax(1).cpu() == labels).sum().item()
             total += labels.shape[0]
     return 100.0 * correct / total
 
@@ -140,7 +143,7 @@ def finetune(encoder: nn.Module, preprocessor: nn.Module, train_set: Dataset, te
              mixup_prob: float = 1.0, mixup_switch_prob: float = 0.5, random_erasing: float = 0.0,
              clip_grad: float | None = None, amp: bool = False, num_workers: int = 0, eval_batch_size: int = 500,
              seed: int = 0, max_iters: int | None = None, log_interval: int = 50,
-             log: Callable[[str], None] | None = None) -> FinetuneResult:
+             device: torch.device | str = 'cpu', log: Callable[[str], None] | None = None) -> FinetuneResult:
     """Fine-tune ``encoder`` end to end on ``train_set`` (whose pipeline augments) and test on ``test_set``.
 
     Args:
@@ -153,13 +156,17 @@ def finetune(encoder: nn.Module, preprocessor: nn.Module, train_set: Dataset, te
         random_erasing: probability of erasing a random rectangle (per image, after normalization, filled
             with per-pixel noise: timm's 'pixel' mode as in MAE).
         amp: bfloat16 autocast.
+        device: where the model trains; batches are augmented per sample on the CPU (the dataset's pipeline)
+            and then moved there, with mixup, erasing and normalization done on the device.
     """
     # Mixup draws from numpy and `random`, drop path and erasing from torch: seed all three.
     torch.manual_seed(seed)
     np.random.seed(seed)
     random.seed(seed)
     depth = len(encoder.blocks)
-    model = Classifier(encoder, num_classes, pool)
+    device = torch.device(device)
+    model = Classifier(encoder, num_classes, pool).to(device)
+    preprocessor = preprocessor.to(device)
     gen = torch.Generator().manual_seed(seed)
     loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=True, generator=gen,
                         num_workers=num_workers, persistent_workers=num_workers > 0)
@@ -177,8 +184,8 @@ def finetune(encoder: nn.Module, preprocessor: nn.Module, train_set: Dataset, te
              if mixup > 0 or cutmix > 0 else None)
     # Mixup returns smoothed soft targets; without it, smoothing is cross-entropy's own option.
     criterion = SoftTargetCrossEntropy() if mixer else nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-    eraser = RandomErasing(random_erasing, mode='pixel', device='cpu') if random_erasing > 0 else None
-    autocast = (lambda: torch.autocast('cpu', dtype=torch.bfloat16)) if amp else contextlib.nullcontext
+    eraser = RandomErasing(random_erasing, mode='pixel', device=device.type) if random_erasing > 0 else None
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if amp else contextlib.nullcontext
 
     history: list[dict] = []
     start = time.perf_counter()
@@ -190,6 +197,7 @@ def finetune(encoder: nn.Module, preprocessor: nn.Module, train_set: Dataset, te
         for imgs, labels in ((b['inputs'], torch.as_tensor(b['label'])) for b in loader):
             if step >= stop:
                 break
+            imgs, labels = imgs.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             x = preprocessor.normalize(imgs)
             if eraser is not None:
                 x = eraser(x)

@@ -25,16 +25,17 @@ def knn_predict(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feat
     for start in range(0, test_feats.shape[0], chunk_size):
         test = F.normalize(test_feats[start:start + chunk_size].float(), dim=1)
         sims, idx = (test @ train.t()).topk(k, dim=1)                      # [m, k]
-        votes = torch.zeros(test.shape[0], num_classes)
+        votes = torch.zeros(test.shape[0], num_classes, device=test.device)
         votes.scatter_add_(1, train_labels[idx], (sims / temperature).exp())
         preds.append(votes.argmax(dim=1))
     return torch.cat(preds)
 
 
 def knn_accuracy(train: Features, test: Features, num_classes: int, k: int = 20, temperature: float = 0.07,
-                 chunk_size: int = 1000) -> float:
-    """Top-1 accuracy (%) of :func:`knn_predict` on ``test``."""
+                 chunk_size: int = 1000, device: torch.device | str = 'cpu') -> float:
+    """Top-1 accuracy (%) of :func:`knn_predict` on ``test``, computed on ``device``."""
     if train.features.dim() != 2:
         raise ValueError(f'kNN needs pooled features [N, D], got {tuple(train.features.shape)}')
-    pred = knn_predict(train.features, train.labels, test.features, num_classes, k, temperature, chunk_size)
-    return 100.0 * (pred == test.labels).float().mean().item()
+    pred = knn_predict(train.features.to(device), train.labels.to(device), test.features.to(device), num_classes,
+                       k, temperature, chunk_size)
+    return 100.0 * (pred.cpu() == test.labels).float().mean().item()

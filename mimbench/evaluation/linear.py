@@ -36,7 +36,7 @@ class LinearProbeHead(nn.Module):
 def linear_probe(train: Features, test: Features, num_classes: int, *, epochs: int = 90,
                  batch_size: int = 1024, base_lr: float = 0.1, warmup_epochs: float = 10,
                  optimizer: dict | None = None, seed: int = 0, threads: int | str | None = 1,
-                 log: Callable[[str], None] | None = None) -> ProbeResult:
+                 device: torch.device | str = 'cpu', log: Callable[[str], None] | None = None) -> ProbeResult:
     """Train a :class:`LinearProbeHead` on ``train`` features ``[N, D]`` and return its ``test`` accuracy.
 
     Defaults are MAE's (LARS, momentum 0.9, no weight decay, base lr 0.1 per 256, 90 epochs, 10 warmup);
@@ -46,4 +46,5 @@ def linear_probe(train: Features, test: Features, num_classes: int, *, epochs: i
     head = LinearProbeHead(train.features.shape[1], num_classes)
     optimizer = optimizer or dict(type='LARS', momentum=0.9, weight_decay=0.0)
     return train_probe(head, train, test, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
-                       base_lr=base_lr, warmup_epochs=warmup_epochs, seed=seed, threads=threads, log=log)
+                       base_lr=base_lr, warmup_epochs=warmup_epochs, seed=seed, threads=threads, device=device,
+                       log=log)

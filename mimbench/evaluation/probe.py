@@ -46,15 +46,21 @@ def accuracy(head: nn.Module, data: Features, batch_size: int = 1024) -> float:
 
 def train_probe(head: nn.Module, train: Features, test: Features, *, epochs: int, batch_size: int,
                 optimizer: dict, base_lr: float, warmup_epochs: float = 0, seed: int = 0,
-                threads: int | str | None = 1, log: Callable[[str], None] | None = None) -> ProbeResult:
+                threads: int | str | None = 1, device: torch.device | str = 'cpu',
+                log: Callable[[str], None] | None = None) -> ProbeResult:
     """Train ``head`` with cross-entropy on ``train`` and report its accuracy on ``test``.
 
     The lr is ``base_lr * batch_size / 256``, warmed up linearly for ``warmup_epochs`` then cosine-decayed
     to zero, per iteration. Each epoch visits the training set in a fresh random order (a generator seeded
     with ``seed``); the last incomplete batch is dropped so BatchNorm never sees a tiny batch, unless the
     whole set is smaller than one batch. No augmentation: the features are fixed. ``threads``: see
-    :func:`torch_threads`.
+    :func:`torch_threads`. ``device``: where the head trains; the features move there once (the order of
+    samples comes from the same CPU generator on every device).
     """
+    device = torch.device(device)
+    if device.type != 'cpu':
+        head = head.to(device)
+        train, test = (Features(f.features.to(device), f.labels.to(device)) for f in (train, test))
     with torch_threads(threads):
         result = _train_probe(head, train, test, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
                               base_lr=base_lr, warmup_epochs=warmup_epochs, seed=seed, log=log)
@@ -91,7 +97,7 @@ def _train_probe(head, train, test, *, epochs, batch_size, optimizer, base_lr, w
         order = torch.randperm(n, generator=gen)
         loss_sum = correct = seen = 0.0
         for i in range(steps_per_epoch):
-            idx = order[i * batch_size:(i + 1) * batch_size]
+            idx = order[i * batch_size:(i + 1) * batch_size].to(train.labels.device)
             x, y = take_rows(train.features, idx), train.labels[idx]   # as stored: the head picks its precision
             set_lr(opt, lr * warmup_cosine(step, total, warmup))
             logits = head(x)

@@ -22,6 +22,7 @@ from mimbench.evaluation.linear import linear_probe
 from mimbench.evaluation.optim import busy_note, torch_threads
 from mimbench.evaluation.records import make_record, write_record
 from mimbench.errors import MimbenchError
+from mimbench.machine import device_name, resolve_device
 from mimbench.overrides import Reader, apply_overrides
 from mimbench.registry import DATASETS
 
@@ -118,15 +119,17 @@ def _num_heads(encoder) -> int:
     return encoder.blocks[0].attn.num_heads
 
 
-def run_protocol(protocol: str, c: Config, train, test, encoder, seed: int, log: Log = _quiet) -> tuple[float, dict]:
-    """kNN, linear or attentive on already extracted features: returns (top-1 %, hparams incl. seconds)."""
+def run_protocol(protocol: str, c: Config, train, test, encoder, seed: int, log: Log = _quiet,
+                 device: torch.device | str = 'cpu') -> tuple[float, dict]:
+    """kNN, linear or attentive on already extracted features, on ``device``: returns (top-1 %, hparams incl.
+    seconds)."""
     num_classes = c.data.num_classes
     if protocol == 'knn':
         start = time.perf_counter()
-        top1 = knn_accuracy(train, test, num_classes, k=c.k, temperature=c.temperature)
+        top1 = knn_accuracy(train, test, num_classes, k=c.k, temperature=c.temperature, device=device)
         return top1, dict(k=c.k, temperature=c.temperature, seconds=time.perf_counter() - start)
     common = dict(epochs=c.epochs, batch_size=c.batch_size, base_lr=c.base_lr, warmup_epochs=c.warmup_epochs,
-                  optimizer=dict(c.optimizer), seed=seed, threads=c.get('threads', 1), log=log)
+                  optimizer=dict(c.optimizer), seed=seed, threads=c.get('threads', 1), device=device, log=log)
     if protocol == 'linear':
         result = linear_probe(train, test, num_classes, **common)
     else:
@@ -154,7 +157,8 @@ def run_probe(protocol: str, loaded: LoadedEncoder, eval_cfg: Config, *, data_ro
             log(f'{split} features from cache: {reports[split]["files"][pool]}')
     train, test = feats['train'], feats['test']
     log(f'{protocol} on {len(train)} x {tuple(train.features.shape[1:])} features')
-    top1, hparams = run_protocol(protocol, eval_cfg, train, test, loaded.encoder, seed, log)
+    device = next(loaded.encoder.parameters()).device
+    top1, hparams = run_protocol(protocol, eval_cfg, train, test, loaded.encoder, seed, log, device)
     hparams.update(pool=pool, extract=dict(ext, threads=extract_threads))
     extra = dict(data=dict(train=len(train), test=len(test)),
                  features={s: dict(cache_hits=r['cache_hits'], extracted=r['extracted'],
@@ -188,22 +192,26 @@ def _finetune(loaded, c, train_set, test_set, seed, max_iters, log):
         mixup=c.mixup, cutmix=c.cutmix, mixup_prob=c.mixup_prob, mixup_switch_prob=c.mixup_switch_prob,
         random_erasing=c.random_erasing, clip_grad=c.get('clip_grad'), amp=c.get('amp', False),
         num_workers=c.get('num_workers', 0), seed=seed, max_iters=max_iters,
-        log_interval=c.get('log_interval', 50), log=log)
+        log_interval=c.get('log_interval', 50), device=next(loaded.encoder.parameters()).device, log=log)
 
 
 def evaluate(protocol: str, checkpoint: str | None = None, *, scratch: str | None = None,
              config: str | None = None, eval_cfg: Config | None = None, data_root: str | None = None,
              seed: int = 0, cache_dir: str | None = None, out: str | None = None, max_iters: int | None = None,
-             log: Log = _quiet) -> dict:
-    """Evaluate ``checkpoint`` (or a random init of the ``scratch`` config) with ``protocol``.
+             device: str | torch.device = 'auto', log: Log = _quiet) -> dict:
+    """Evaluate ``checkpoint`` (or a random init of the ``scratch`` config) with ``protocol`` on ``device``
+    ('auto': the GPU when there is one; extraction, probes, kNN and fine-tuning all run there).
 
     Writes the JSON record to ``out`` (default :func:`default_out`) and returns it; ``record['out']`` is
     where it went.
     """
     start = time.perf_counter()
+    device = resolve_device(device)
     eval_cfg = eval_cfg if eval_cfg is not None else load_eval_config(protocol)
     overrides = dict(drop_path_rate=eval_cfg.drop_path) if protocol == 'finetune' else {}
     loaded = _load(checkpoint, scratch, config, seed, **overrides)
+    loaded.encoder.to(device)
+    loaded.preprocessor.to(device)
     log(f'{protocol} evaluation of {loaded.checkpoint or f"a random init of {scratch} (seed {seed})"}')
     if protocol == 'finetune':
         top1, hparams, extra = run_finetune(loaded, eval_cfg, data_root=data_root, seed=seed, max_iters=max_iters,
@@ -214,19 +222,22 @@ def evaluate(protocol: str, checkpoint: str | None = None, *, scratch: str | Non
                                          log=log)
     record = make_record(protocol=protocol, loaded=loaded, seed=seed, accuracy=top1,
                          wall_time_s=time.perf_counter() - start, hparams=hparams,
-                         eval_config=eval_cfg.filename, **extra)
+                         eval_config=eval_cfg.filename, device=device_name(device), **extra)
     record['out'] = str(write_record(record, out or default_out(loaded, protocol, seed)))
     return record
 
 
 def benchmark(checkpoint: str | None = None, *, scratch: str | None = None, config: str | None = None,
               data_root: str | None = None, seed: int = 0, dtypes: tuple[str, ...] = ('bfloat16', 'float32'),
-              log: Log = print) -> dict:
+              device: str | torch.device = 'auto', log: Log = print) -> dict:
     """Time what a researcher repeats, with the micro configs' settings: extracting the features of both
     CIFAR-10 splits (all three poolings from one pass, no cache) in each of ``dtypes``, then the linear,
     attentive and kNN protocols on those features. Returns seconds per step and the machine's load, which
     says whether the figures were taken on an idle machine."""
+    device = resolve_device(device)
     loaded = _load(checkpoint, scratch, config, seed)
+    loaded.encoder.to(device)
+    loaded.preprocessor.to(device)
     cfgs = {p: load_eval_config(p) for p in ('linear', 'attentive', 'knn')}
     ext = dict(cfgs['linear'].extract)
     times: dict[str, float] = {}
@@ -250,11 +261,12 @@ def benchmark(checkpoint: str | None = None, *, scratch: str | None = None, conf
         c = cfgs[protocol]
         train, test = feats['train'][pool], feats['test'][pool]
         t = time.perf_counter()
-        top1[protocol], _ = run_protocol(protocol, c, train, test, loaded.encoder, seed, log)
+        top1[protocol], _ = run_protocol(protocol, c, train, test, loaded.encoder, seed, log, device)
         key = f'{protocol} ({pool}, {c.get("epochs", "-")} epochs)'
         times[key] = time.perf_counter() - t
         log(f'{key}: top-1 {top1[protocol]:.2f}% in {times[key]:.1f} s')
-    return dict(times={k: round(v, 1) for k, v in times.items()}, top1=top1, torch_threads=torch.get_num_threads(),
+    return dict(times={k: round(v, 1) for k, v in times.items()}, top1=top1, device=device_name(device),
+                torch_threads=torch.get_num_threads(),
                 cpus=os.cpu_count(), loadavg_before=load_before,
                 loadavg_after=os.getloadavg() if hasattr(os, 'getloadavg') else None,
                 date=time.strftime('%Y-%m-%d %H:%M %Z'))
