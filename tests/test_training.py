@@ -289,3 +289,22 @@ def test_no_weight_decay_on_biases_norms_and_embeddings(tmp_path):
     for name, param in model.named_parameters():
         no_decay = name.endswith('.bias') or 'norm' in name or name.split('.')[-1] in ('cls_token', 'mask_token')
         assert decay_of[id(param)] == (0.0 if no_decay else 0.05), name
+
+
+# ------------------------------------------------------------------------------------------------ on a GPU
+
+@pytest.mark.cuda
+@pytest.mark.parametrize('config', ['tiny_mae.py', 'tiny_cae.py'])
+def test_on_a_gpu_training_runs_there_in_bf16_and_resumes_to_the_uninterrupted_state(tmp_path, config):
+    config = str(REPO / 'tests/configs' / config)
+    straight = train(tmp_path / 'straight', max_iters=8, amp=True, config=config)
+    assert next(straight.model.parameters()).device.type == 'cuda'
+    with straight.optim_wrapper.optim_context(straight.model):
+        assert torch.is_autocast_enabled('cuda')
+    assert all(torch.isfinite(torch.tensor(loss_history(straight))))
+    train(tmp_path / 'split', max_iters=4, amp=True, config=config)
+    resumed = train(tmp_path / 'split', max_iters=8, resume='auto', amp=True, config=config)
+    assert resumed.iter == 8
+    # GPU kernels may sum in another order from run to run (atomics): equal up to that, not bit for bit
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4, msg=name)

@@ -29,7 +29,7 @@ from mimbench.analysis import benchmark_algorithm  # noqa: E402
 from mimbench.analysis.benchmark import matmul_gflops  # noqa: E402
 from mimbench.engine.runner import DictAction, load_config  # noqa: E402
 from mimbench.errors import USER_ERRORS  # noqa: E402
-from mimbench.machine import cpu_model, has_native_bfloat16  # noqa: E402
+from mimbench.machine import cpu_model, device_name, has_native_bfloat16, resolve_device  # noqa: E402
 from mimbench.registry import MODELS  # noqa: E402
 
 
@@ -46,6 +46,7 @@ def main(argv=None) -> None:
                    help="bf16 attention kernels to time: auto (the trainer's), default (torch's), explicit, "
                         "math, flash, efficient, cudnn")
     p.add_argument('--device', help='cpu or cuda (default: cuda when available)')
+    p.add_argument('--compile', action='store_true', help='time torch.compile(model.loss) instead of eager')
     p.add_argument('--threads', type=int, help='torch intra-op threads (default: torch\'s choice)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
     p.add_argument('--pixel-target', action='store_true',
@@ -69,15 +70,19 @@ def main(argv=None) -> None:
     precision = 'bfloat16' if args.amp else args.precision
     runs = ([('float32', None)] if precision in ('both', 'float32') else []) + \
         ([('bfloat16', a) for a in args.attention] if precision in ('both', 'bfloat16') else [])
-    device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    try:
+        device = resolve_device(args.device or 'auto')
+    except USER_ERRORS as err:
+        sys.exit(f'error: {err}')
     rates = {name: matmul_gflops(device=device, dtype=getattr(torch, name)) for name in {r[0] for r in runs}}
     records = []
     for dtype, attention in runs:
         result = benchmark_algorithm(model, image_size, batch_size, warmup=args.warmup, iters=args.iters,
                                      amp=dtype == 'bfloat16', device=device, attention=attention or 'auto',
-                                     with_matmul=False)
+                                     with_matmul=False, compile=args.compile)
         result.matmul_gflops = rates[dtype]
-        record = dict(config=args.config, date=date.today().isoformat(), machine=cpu_model() or platform.machine(),
+        machine = device_name(device) if device.type == 'cuda' else cpu_model() or platform.machine()
+        record = dict(config=args.config, date=date.today().isoformat(), machine=machine,
                       bf16_units=has_native_bfloat16(device), threads=torch.get_num_threads(),
                       torch=torch.__version__, **result.as_dict())
         records.append(record)

@@ -91,12 +91,14 @@ def _timed(fn, warmup: int, iters: int, device: torch.device) -> float:
 
 def benchmark_algorithm(model: torch.nn.Module, image_size: int, batch_size: int, warmup: int = 3,
                         iters: int = 10, amp: bool = False, device: str | torch.device | None = None,
-                        with_matmul: bool = True, attention: str = 'auto') -> StepBenchmark:
+                        with_matmul: bool = True, attention: str = 'auto', compile: bool = False) -> StepBenchmark:
     """Time ``model.loss`` (a :class:`~mimbench.algorithms.BaseAlgorithm`) on random normalized images.
 
     The data pipeline is left out on purpose: these are the model's figures. Masks are drawn fresh each
     step, as in training. ``amp``: bfloat16 autocast with the attention kernel ``attention`` (the training
     step's :func:`~mimbench.engine.precision.precision_context`, so the figures are the trainer's).
+    ``compile``: time ``torch.compile(model.loss)`` (the warm-up steps absorb the compilation); FLOPs are
+    counted on the eager model either way.
     """
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     model = model.to(device).train()
@@ -104,9 +106,11 @@ def benchmark_algorithm(model: torch.nn.Module, image_size: int, batch_size: int
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     dtype = torch.bfloat16 if amp else torch.float32
 
-    def loss():
+    compiled = torch.compile(model.loss) if compile else model.loss
+
+    def loss(fn=compiled):
         with precision_context(device.type, dtype, attention):
-            return sum(v for k, v in model.loss(imgs).items() if 'loss' in k)
+            return sum(v for k, v in fn(imgs).items() if 'loss' in k)
 
     # CAE's momentum teacher is updated after every optimizer step in training (MomentumTeacherHook)
     momentum_update = getattr(model, 'momentum_update', None)
@@ -128,10 +132,10 @@ def benchmark_algorithm(model: torch.nn.Module, image_size: int, batch_size: int
         torch.cuda.reset_peak_memory_stats(device)
     train_s = _timed(train_step, warmup, iters, device)
     forward_s = _timed(forward, warmup, iters, device)
-    train_flops = count_flops(lambda: loss().backward())
+    train_flops = count_flops(lambda: loss(model.loss).backward())
     # counted with autograd on: the same FLOPs, and FlopCounterMode's module tracker fails on some no_grad
     # views of parameters (CAE's expanded mask token)
-    forward_flops = count_flops(loss)
+    forward_flops = count_flops(lambda: loss(model.loss))
     optimizer.zero_grad(set_to_none=True)
     if device.type == 'cuda':
         peak_mb = torch.cuda.max_memory_allocated(device) / 2 ** 20
@@ -139,7 +143,7 @@ def benchmark_algorithm(model: torch.nn.Module, image_size: int, batch_size: int
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
     return StepBenchmark(
         batch_size=batch_size, device=device.type,
-        dtype=f'bfloat16 autocast, attention {attention}' if amp else 'float32',
+        dtype=(f'bfloat16 autocast, attention {attention}' if amp else 'float32') + (', compiled' if compile else ''),
         train_img_per_s=batch_size / train_s, forward_img_per_s=batch_size / forward_s,
         train_gflops_per_img=train_flops / batch_size / 1e9, forward_gflops_per_img=forward_flops / batch_size / 1e9,
         peak_memory_mb=peak_mb,
