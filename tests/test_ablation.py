@@ -692,3 +692,14 @@ def test_the_status_page_lists_every_table_with_its_progress_and_links_only_exis
     assert rows['Method (ViT-L/16, ImageNet-1K; MAE Table 3, CAE)'][5].startswith(
         "not available: scale 'tiny' has no method 'beit'")
     assert f'Total: {len(store.records())} distinct cells' in text
+
+
+def test_a_scale_on_the_device_data_path_makes_other_cells_and_trains_them_there(micro):
+    from mimbench.ablation.execute import train_command
+    device = Scale.load('micro_bf16_device')
+    bf16 = Scale.load('micro_bf16')
+    value = get_axis('method').values(micro.context(), ['mae'])[0]
+    a, b = (make_cell(s, get_axis('method'), value, 0) for s in (bf16, device))
+    assert a.config().pretty_text == b.config().pretty_text and a.key != b.key
+    assert '--device-data' in train_command(b, device, Path('c.py'), Path('w'), None)
+    assert '--device-data' not in train_command(a, bf16, Path('c.py'), Path('w'), None)

@@ -15,9 +15,10 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / 'tests/configs/tiny_mae.py')
 
 
-def train(work_dir, max_iters=None, resume=None, amp=False, options=None, config=TINY):
+def train(work_dir, max_iters=None, resume=None, amp=False, options=None, config=TINY, device_data=False):
     cfg = load_config(config, options)
-    apply_cli(cfg, config, work_dir=str(work_dir), resume=resume, amp=amp, max_iters=max_iters)
+    apply_cli(cfg, config, work_dir=str(work_dir), resume=resume, amp=amp, max_iters=max_iters,
+              device_data=device_data)
     cfg.experiment_name = uuid.uuid4().hex  # mmengine keys its loggers by experiment name
     runner = build_runner(cfg)
     runner.train()

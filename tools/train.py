@@ -37,6 +37,8 @@ def parse_args(argv=None):
     p.add_argument('--max-iters', type=int, metavar='N',
                    help='stop after N iterations, keeping the configured schedule (smoke runs, CI)')
     p.add_argument('--tensorboard', action='store_true', help='also log to TensorBoard in the work dir')
+    p.add_argument('--device-data', action='store_true',
+                   help='keep the (in-memory) training set on the device as uint8 and augment whole batches there')
     return p.parse_args(argv)
 
 
@@ -46,7 +48,7 @@ def main(argv=None) -> None:
         cfg = load_config(args.config, args.cfg_options)
         apply_cli(cfg, args.config, work_dir=args.work_dir, data_root=args.data_root, resume=args.resume,
                   launcher=args.launcher, amp=args.amp, seed=args.seed, max_iters=args.max_iters,
-                  tensorboard=args.tensorboard, precision=args.precision)
+                  tensorboard=args.tensorboard, precision=args.precision, device_data=args.device_data)
         # A PCA target's basis is fitted from real images and written once before training, so that every run
         # and every ablation cell naming that file reads the same basis.
         fit_basis_file(cfg)

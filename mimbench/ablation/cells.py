@@ -189,7 +189,8 @@ def make_cell(scale: Scale, axis: Axis, value: AxisValue, seed: int, max_iters: 
     run never stands in for the full one."""
     options = {**scale.base_options(value.method), **value.overrides}
     cell = Cell(axis.name, value, seed, scale.name, scale.method_config(value.method), options, max_iters=max_iters)
-    cell.key = cell_key(cell.config(), seed, value.pretrain, amp=bool(scale.cfg.get('amp')), max_iters=max_iters)
+    cell.key = cell_key(cell.config(), seed, value.pretrain, amp=bool(scale.cfg.get('amp')), max_iters=max_iters,
+                        device_data=bool(scale.cfg.get('device_data')))
     return cell
 
 
@@ -292,19 +293,19 @@ def fit_missing_bases(cells: list[Cell], data_root: str | None = None, log=print
     return written
 
 
-# (record key, amp) -> the key the record's config gets on this machine; configs do not change under a run.
+# (record key, amp, device_data) -> the key the record's config gets on this machine; configs do not change under a run.
 _KEY_HERE: dict[tuple[str, bool], str | None] = {}
 _KEPT_NAME = re.compile(r'[0-9a-f]{16}')
 
 
-def _key_here(record: dict, amp: bool) -> str | None:
-    memo = (record['key'], amp)
+def _key_here(record: dict, amp: bool, device_data: bool = False) -> str | None:
+    memo = (record['key'], amp, device_data)
     if memo not in _KEY_HERE:
-        _KEY_HERE[memo] = _stand_in_key(record, amp)
+        _KEY_HERE[memo] = _stand_in_key(record, amp, device_data)
     return _KEY_HERE[memo]
 
 
-def _stand_in_key(record: dict, amp: bool) -> str | None:
+def _stand_in_key(record: dict, amp: bool, device_data: bool = False) -> str | None:
     """The key the record's config gets here, where some of its weight files are missing; None where the
     record cannot stand for a cell so computed.
 
@@ -322,7 +323,7 @@ def _stand_in_key(record: dict, amp: bool) -> str | None:
     content = {path: PurePosixPath(copy).stem for path, copy in kept.items()}
     if not all(_KEPT_NAME.fullmatch(h) for h in content.values()):
         return None
-    run = dict(amp=amp, max_iters=record.get('max_iters'))
+    run = dict(amp=amp, max_iters=record.get('max_iters'), device_data=device_data)
     pretrain = record.get('pretrained', True)
     if cell_key(cfg, record['seed'], pretrain, content, **run) != record['key']:
         return None
@@ -343,5 +344,5 @@ def find_record(records, cell: Cell, scale: Scale) -> dict | None:
     if record is not None or not missing_weight_files(cell.config()):
         return record
     stored = records if isinstance(records, dict) else records.records()
-    amp = bool(scale.cfg.get('amp'))
-    return next((r for r in stored.values() if r and _key_here(r, amp) == cell.key), None)
+    flags = bool(scale.cfg.get('amp')), bool(scale.cfg.get('device_data'))
+    return next((r for r in stored.values() if r and _key_here(r, *flags) == cell.key), None)

@@ -106,6 +106,8 @@ def train_command(cell: Cell, scale: Scale, config: Path, work_dir: Path, data_r
         cmd = [sys.executable, *args]
     if scale.cfg.get('amp'):
         cmd.append('--amp')
+    if scale.cfg.get('device_data'):
+        cmd.append('--device-data')
     if data_root:
         cmd += ['--data-root', data_root]
     if cell.max_iters:

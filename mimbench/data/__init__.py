@@ -6,6 +6,8 @@ from torch's ``default_collate``. See ``folder.py`` for the contract and the dec
 from __future__ import annotations
 
 from mimbench.data.cifar import CIFAR10
+from mimbench.data.device import (BatchHorizontalFlip, BatchRandomResizedCrop, DeviceBatchLoader,
+                                  to_device_loader)
 from mimbench.data.folder import (DatasetError, ImageDataset, ImageFolder, InMemoryImages, cache_dir,
                                   load_image, scan_image_folder)
 from mimbench.data.sampler import ResumableSampler
@@ -14,6 +16,7 @@ from mimbench.data.transforms import (CenterCrop, ColorJitter, Compose, RandomCr
                                       RandomResizedCrop, Resize, build_pipeline)
 
 __all__ = [
+    'BatchHorizontalFlip', 'BatchRandomResizedCrop', 'DeviceBatchLoader', 'to_device_loader',
     'CIFAR10', 'CenterCrop', 'ColorJitter', 'Compose', 'DatasetError', 'ImageDataset', 'ImageFolder',
     'InMemoryImages', 'RandomCrop', 'RandomHorizontalFlip', 'RandomResizedCrop', 'ResumableSampler', 'Resize',
     'SyntheticImages', 'build_pipeline', 'cache_dir', 'load_image', 'scan_image_folder',

@@ -54,6 +54,14 @@ class MIMRunner(Runner):
             raise
         self.last_checkpoint: str | None = None
 
+    @staticmethod
+    def build_dataloader(dataloader, seed=None, diff_rank_seed=False):
+        """mmengine's, plus the device data path (``type='DeviceBatchLoader'``, :mod:`mimbench.data.device`)."""
+        from mimbench.data.device import LOADER_TYPE, build_device_loader
+        if isinstance(dataloader, dict) and dataloader.get('type') == LOADER_TYPE:
+            return build_device_loader(dataloader, seed=seed)
+        return Runner.build_dataloader(dataloader, seed=seed, diff_rank_seed=diff_rank_seed)
+
     def train(self):
         try:
             return super().train()

@@ -55,6 +55,7 @@ def set_data_root(cfg: Config, root: str) -> None:
 def apply_cli(cfg: Config, config_path: str, work_dir: str | None = None, data_root: str | None = None,
               resume: str | None = None, launcher: str = 'none', amp: bool = False, seed: int | None = None,
               max_iters: int | None = None, tensorboard: bool = False, precision: str | None = None,
+              device_data: bool = False,
               log=print) -> Config:
     """Apply the ``tools/train.py`` options to ``cfg`` in place and return it.
 
@@ -64,10 +65,15 @@ def apply_cli(cfg: Config, config_path: str, work_dir: str | None = None, data_r
     precision: 'float32', 'bfloat16' (autocast) or 'auto' (bfloat16 where the device computes it natively,
         float32 elsewhere; one line through ``log`` says which and why); None keeps the config's.
     max_iters: stop after this many iterations, keeping the configured schedule.
+    device_data: keep the training set on the device and augment whole batches there
+        (:func:`mimbench.data.device.to_device_loader`); another data path, so another cell.
     """
     cfg.work_dir = work_dir or cfg.get('work_dir') or str(Path('work_dirs') / Path(config_path).stem)
     if data_root:
         set_data_root(cfg, data_root)
+    if device_data:
+        from mimbench.data.device import to_device_loader
+        to_device_loader(cfg)
     if resume == 'auto':
         cfg.resume = True
     elif resume:
