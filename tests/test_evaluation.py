@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from mmengine.config import Config
 
 from mimbench.engine.runner import load_config
+from mimbench.errors import MimbenchError
 from mimbench.evaluation import (AttentiveProbeHead, Classifier, EncoderMismatchError, FeatureCache, Features,
                                  LinearProbeHead, cached_features, evaluate, extract_features, knn_predict,
                                  layer_decay_groups, linear_probe, load_encoder, read_record, write_record)
@@ -234,8 +235,9 @@ def test_the_micro_ablation_pins_its_probes_to_bfloat16_whatever_the_cpu(monkeyp
     from mimbench.ablation.execute import eval_config as ablation_eval_config
     monkeypatch.setattr(machine, 'cpu_has_bfloat16_units', lambda: False)
     micro = Scale.load('micro')
+    # ft: another hash since fine-tuning trains under the runner (protocol version 2; no stored cell had ft)
     stored = dict(lin='fbcb4927f6c6', lin_mean='ac9f5059e3f2', knn='1351ea105437', att='ba49926da787',
-                  ft='665cb23b3032')
+                  ft='5ca65d4ee233')
     assert {name: ablation_eval_config(micro, name)[2] for name in stored} == stored
     assert ablation_eval_config(micro, 'att')[1].token_dtype == 'bfloat16'
     assert Config.fromfile(str(REPO / 'configs/eval/linear_micro.py')).extract.dtype == 'auto'
@@ -418,6 +420,35 @@ def test_fine_tuning_trains_the_whole_network_with_the_recipe_augmentations(tmp_
     assert any('iter 3/3' in line and 'loss' in line and 'img/s' in line for line in lines)
     changed = [k for k, v in loaded.encoder.state_dict().items() if not torch.equal(v, before[k])]
     assert 'blocks.0.attn.qkv.weight' in changed and 'patch_embed.proj.weight' in changed
+
+
+def test_fine_tuning_runs_under_the_training_runner_and_resumes_to_the_uninterrupted_state(tmp_path):
+    """Fine-tuning trains through MIMRunner like pretraining: a checkpoint every checkpoint_interval iterations
+    in its work dir, and a run stopped there continues to exactly what an unbroken run reaches."""
+    from mimbench.evaluation.run import run_finetune
+    make_checkpoint(tmp_path / 'ckpt.pth')
+    cfg = eval_config('finetune', epochs=2, checkpoint_interval=2)     # 4 iterations per epoch
+
+    def run(work_dir, max_iters, log=None):
+        loaded = load_encoder(tmp_path / 'ckpt.pth', drop_path_rate=0.1)
+        top1, hparams, _ = run_finetune(loaded, cfg, max_iters=max_iters, work_dir=str(work_dir),
+                                        log=log or (lambda _: None))
+        return loaded.encoder, top1, hparams
+
+    straight, top1, hparams = run(tmp_path / 'straight', 6)
+    assert hparams['iters'] == 6 and (tmp_path / 'straight/iter_6.pth').is_file()
+    run(tmp_path / 'split', 4)
+    lines = []
+    resumed, top1_resumed, _ = run(tmp_path / 'split', 6, lines.append)
+    assert [line.split()[3] for line in lines if ' iter ' in line] == ['5/6', '6/6']   # it went on from 4
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert top1_resumed == top1
+
+    other = eval_config('finetune', epochs=2, checkpoint_interval=2, base_lr=2e-3)
+    with pytest.raises(MimbenchError, match=r"holds a fine-tuning run of another recipe \(base_lr 0.001 -> 0.002\)"):
+        run_finetune(load_encoder(tmp_path / 'ckpt.pth', drop_path_rate=0.1), other, max_iters=6,
+                     work_dir=str(tmp_path / 'split'))
 
 
 def test_the_scratch_baseline_is_the_same_code_on_a_random_init(tmp_path):

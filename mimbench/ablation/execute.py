@@ -162,6 +162,11 @@ def note_code_version(work_dir: Path, version: str) -> list[str]:
     return versions
 
 
+# An evaluation protocol whose code changes its results on purpose raises its version here, so metrics of the old
+# code are not reused. finetune 2: trains under MIMRunner (per-iteration reseeding, ResumableSampler order).
+PROTOCOL_VERSIONS = {'finetune': 2}
+
+
 def eval_config(scale: Scale, name: str):
     """The resolved eval config of evaluation column ``name`` and a 12-hex hash of it: a metric computed
     under another eval config (an edited recipe) is not reused."""
@@ -170,6 +175,8 @@ def eval_config(scale: Scale, name: str):
     cfg = load_eval_config(spec['protocol'], repo_path(spec['config']), dict(spec.get('options', {})))
     resolve_auto_dtypes(cfg)
     ident = {k: v for k, v in cfg.to_dict().items() if k not in ('data_root',)}
+    if (version := PROTOCOL_VERSIONS.get(spec['protocol'], 1)) > 1:   # version 1 keeps the hashes it always had
+        ident['protocol_version'] = version
     ident['data'] = {k: ({kk: vv for kk, vv in v.items() if kk != 'root'} if isinstance(v, dict) else v)
                      for k, v in dict(ident.get('data', {})).items()}
     blob = json.dumps(ident, sort_keys=True, default=str)

@@ -7,19 +7,26 @@ from-scratch baseline passes a randomly initialized encoder and changes nothing 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import random
+import tempfile
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from timm.data import Mixup
 from timm.data.random_erasing import RandomErasing
 from timm.loss import SoftTargetCrossEntropy
+from mmengine.hooks import Hook
+from mmengine.model import BaseModel
+from mmengine.optim import OptimWrapper
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from mimbench.data import build_pipeline
@@ -136,6 +143,79 @@ def evaluate_classifier(model: nn.Module, preprocessor: nn.Module, dataset: Data
     return 100.0 * correct / total
 
 
+class FinetuneModel(BaseModel):
+    """A :class:`Classifier` and the recipe's batch-level steps as an mmengine model, so fine-tuning trains
+    under the same runner as pretraining (AMP, DDP, checkpoints, resume).
+
+    ``train_step`` on ``{'inputs': uint8 [B, 3, H, W], 'label': [B]}``: the encoder's preprocessor normalizes
+    (on the model's device), then random erasing (per image, after normalization, per-pixel noise: timm's
+    'pixel' mode as in MAE), mixup/cutmix (one of them with probability ``mixup_prob``, cutmix with
+    ``mixup_switch_prob``; soft targets with label smoothing) and cross-entropy. ``forward(imgs)`` gives logits.
+    """
+
+    def __init__(self, classifier: Classifier, preprocessor: nn.Module, num_classes: int, *, label_smoothing: float,
+                 mixup: float, cutmix: float, mixup_prob: float, mixup_switch_prob: float, random_erasing: float):
+        super().__init__(data_preprocessor=preprocessor)
+        self.classifier = classifier
+        self.mixer = (Mixup(mixup_alpha=mixup, cutmix_alpha=cutmix, prob=mixup_prob, switch_prob=mixup_switch_prob,
+                            label_smoothing=label_smoothing, num_classes=num_classes)
+                      if mixup > 0 or cutmix > 0 else None)
+        # Mixup returns smoothed soft targets; without it, smoothing is cross-entropy's own option.
+        self.criterion = SoftTargetCrossEntropy() if self.mixer else nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.eraser = RandomErasing(random_erasing, mode='pixel', device='cpu') if random_erasing > 0 else None
+
+    def forward(self, inputs: torch.Tensor, data_samples=None, mode: str = 'tensor'):
+        if mode != 'loss':
+            return self.classifier(inputs)
+        x, target = inputs, data_samples
+        if self.eraser is not None:
+            self.eraser.device = x.device      # its noise is drawn where the batch is
+            x = self.eraser(x)
+        if self.mixer is not None:
+            x, target = self.mixer(x, target)
+        loss = self.criterion(self.classifier(x), target)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f'fine-tuning loss became {loss.item()}: lower the lr')
+        return {'loss': loss}
+
+
+class _WarmupCosine(Hook):
+    """Sets each group's lr to ``lr * lr_scale * warmup_cosine(iteration)`` before every step: a function of
+    the iteration alone, so a resumed run continues the schedule exactly."""
+
+    priority = 'VERY_HIGH'
+
+    def __init__(self, lr: float, warmup_epochs: float):
+        self.lr, self.warmup_epochs = lr, warmup_epochs
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        loop = runner.train_loop
+        warmup = round(self.warmup_epochs * loop.iters_per_epoch)
+        set_lr(runner.optim_wrapper.optimizer, self.lr * warmup_cosine(runner.iter, loop.schedule_iters, warmup))
+
+
+class _Progress(Hook):
+    """One line through ``log`` every ``interval`` iterations and at the end: loss, lr, images/s, ETA."""
+
+    def __init__(self, log: Callable[[str], None], interval: int, batch_size: int):
+        self.log, self.interval, self.batch_size = log, interval, batch_size
+        self.losses: list[float] = []
+        self.start = time.perf_counter()
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        self.losses.append(float(torch.as_tensor(outputs['loss']).detach()))
+        step, stop, loop = runner.iter + 1, runner.max_iters, runner.train_loop
+        if step % self.interval and step != stop:
+            return
+        now = time.perf_counter()
+        rate = len(self.losses) * self.batch_size / (now - self.start)
+        self.log(f'  epoch {step // loop.iters_per_epoch + 1}/{math.ceil(stop / loop.iters_per_epoch)}  '
+                 f'iter {step}/{stop}  loss {sum(self.losses) / len(self.losses):.4f}  '
+                 f'lr {runner.optim_wrapper.optimizer.param_groups[-1]["lr"]:.3g}  {rate:.0f} img/s  '
+                 f'eta {(stop - step) * self.batch_size / rate / 60:.1f} min')
+        self.losses, self.start = [], now
+
+
 def finetune(encoder: nn.Module, preprocessor: nn.Module, train_set: Dataset, test_set: Dataset,
              num_classes: int, *, epochs: float, batch_size: int, base_lr: float, layer_decay: float,
              weight_decay: float = 0.05, betas: Sequence[float] = (0.9, 0.999), warmup_epochs: float = 0,
@@ -143,101 +223,115 @@ def finetune(encoder: nn.Module, preprocessor: nn.Module, train_set: Dataset, te
              mixup_prob: float = 1.0, mixup_switch_prob: float = 0.5, random_erasing: float = 0.0,
              clip_grad: float | None = None, amp: bool = False, num_workers: int = 0, eval_batch_size: int = 500,
              seed: int = 0, max_iters: int | None = None, log_interval: int = 50,
-             device: torch.device | str = 'cpu', log: Callable[[str], None] | None = None) -> FinetuneResult:
+             device: torch.device | str = 'cpu', work_dir: str | None = None, checkpoint_interval: int = 500,
+             launcher: str = 'none', identity: str | None = None,
+             log: Callable[[str], None] | None = None) -> FinetuneResult:
     """Fine-tune ``encoder`` end to end on ``train_set`` (whose pipeline augments) and test on ``test_set``.
+
+    Trains under :class:`~mimbench.engine.mim_runner.MIMRunner` with :class:`~mimbench.engine.loop.MIMTrainLoop`,
+    as pretraining does: every iteration reseeded from (seed, iteration), bfloat16 autocast with ``amp``
+    (:class:`~mimbench.engine.optim.AutocastOptimWrapper`), DDP under ``launcher='pytorch'``, a checkpoint
+    every ``checkpoint_interval`` iterations in ``work_dir``, and a run killed there resumes from it when
+    called again with the same ``work_dir`` (without one, a temporary directory: nothing to resume). The
+    recipe (every argument that changes the result, and ``identity``: the encoder's weights) is kept in
+    ``work_dir/finetune_run.json``; a ``work_dir`` holding a run of another recipe is refused, not resumed.
 
     Args:
         encoder: pretrained (or, for the scratch baseline, randomly initialized) ViT, built with the wanted
             drop-path rate; it is trained in place.
         epochs: schedule length (fractional allowed); ``max_iters`` stops earlier without changing it.
-        base_lr: AdamW lr per 256 images; ``layer_decay``: see :func:`layer_decay_groups`.
-        mixup, cutmix: Beta-distribution alphas (0 disables); one of them is applied to a batch with
-            probability ``mixup_prob``, cutmix with probability ``mixup_switch_prob``.
-        random_erasing: probability of erasing a random rectangle (per image, after normalization, filled
-            with per-pixel noise: timm's 'pixel' mode as in MAE).
+        base_lr: AdamW lr per 256 images; ``layer_decay``: see :func:`layer_decay_groups`; the lr warms up
+            linearly for ``warmup_epochs``, then follows a cosine to zero.
+        mixup, cutmix, random_erasing, label_smoothing: see :class:`FinetuneModel`.
         amp: bfloat16 autocast.
-        device: where the model trains; batches are augmented per sample on the CPU (the dataset's pipeline)
-            and then moved there, with mixup, erasing and normalization done on the device.
+        device: where the model trains; batches are augmented per sample on the CPU (the dataset's
+            pipeline) and moved there.
     """
-    # Mixup draws from numpy and `random`, drop path and erasing from torch: seed all three.
+    from mimbench.engine.mim_runner import MIMRunner
+    from mimbench.engine.optim import AutocastOptimWrapper
+    # Mixup draws from numpy and `random`, drop path and erasing from torch: seed all three (the loop
+    # reseeds them every iteration; this seeds the head's initialization).
     torch.manual_seed(seed)
     np.random.seed(seed)
     random.seed(seed)
-    depth = len(encoder.blocks)
     device = torch.device(device)
-    model = Classifier(encoder, num_classes, pool).to(device)
-    preprocessor = preprocessor.to(device)
-    gen = torch.Generator().manual_seed(seed)
-    loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=True, generator=gen,
-                        num_workers=num_workers, persistent_workers=num_workers > 0)
-    steps_per_epoch = len(loader)
-    if steps_per_epoch == 0:
+    depth = len(encoder.blocks)
+    model = FinetuneModel(Classifier(encoder, num_classes, pool), preprocessor, num_classes,
+                          label_smoothing=label_smoothing, mixup=mixup, cutmix=cutmix, mixup_prob=mixup_prob,
+                          mixup_switch_prob=mixup_switch_prob, random_erasing=random_erasing).to(device)
+    if len(train_set) < batch_size:
         raise ValueError(f'the training set ({len(train_set)} images) is smaller than one batch ({batch_size})')
-    total = max(1, round(epochs * steps_per_epoch))
-    stop = min(total, max_iters or total)
-    warmup = round(warmup_epochs * steps_per_epoch)
     lr = scaled_lr(base_lr, batch_size)
-    opt = torch.optim.AdamW(layer_decay_groups(model, depth, layer_decay, weight_decay), lr=lr,
+    opt = torch.optim.AdamW(layer_decay_groups(model.classifier, depth, layer_decay, weight_decay), lr=lr,
                             betas=tuple(betas))
-    mixer = (Mixup(mixup_alpha=mixup, cutmix_alpha=cutmix, prob=mixup_prob, switch_prob=mixup_switch_prob,
-                   label_smoothing=label_smoothing, num_classes=num_classes)
-             if mixup > 0 or cutmix > 0 else None)
-    # Mixup returns smoothed soft targets; without it, smoothing is cross-entropy's own option.
-    criterion = SoftTargetCrossEntropy() if mixer else nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-    eraser = RandomErasing(random_erasing, mode='pixel', device=device.type) if random_erasing > 0 else None
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if amp else contextlib.nullcontext
-
-    history: list[dict] = []
-    start = time.perf_counter()
-    step = 0
-    while step < stop:
-        epoch = step // steps_per_epoch
-        model.train()
-        window_loss, window_n, window_start = 0.0, 0, time.perf_counter()
-        for imgs, labels in ((b['inputs'], torch.as_tensor(b['label'])) for b in loader):
-            if step >= stop:
-                break
-            imgs, labels = imgs.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            x = preprocessor.normalize(imgs)
-            if eraser is not None:
-                x = eraser(x)
-            target = labels
-            if mixer is not None:
-                x, target = mixer(x, labels)
-            set_lr(opt, lr * warmup_cosine(step, total, warmup))
-            with autocast():
-                loss = criterion(model(x), target)
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f'fine-tuning loss became {loss.item()} at iteration {step}: '
-                                         'lower the lr')
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if clip_grad:
-                nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
-            opt.step()
-            step += 1
-            window_loss += loss.item()
-            window_n += 1
-            if log is not None and (step % log_interval == 0 or step == stop):
-                now = time.perf_counter()
-                rate = window_n * batch_size / (now - window_start)
-                eta = (stop - step) * batch_size / rate
-                log(f'  epoch {epoch + 1}/{math.ceil(stop / steps_per_epoch)}  iter {step}/{stop}  '
-                    f'loss {window_loss / window_n:.4f}  lr {lr * warmup_cosine(step - 1, total, warmup):.3g}  '
-                    f'{rate:.0f} img/s  eta {eta / 60:.1f} min')
-                history.append(dict(iter=step, loss=window_loss / window_n))
-                window_loss, window_n, window_start = 0.0, 0, now
-    train_seconds = time.perf_counter() - start
-    top1 = evaluate_classifier(model, preprocessor, test_set, eval_batch_size, num_workers, amp)
+    wrapper_args = dict(clip_grad=dict(max_norm=clip_grad)) if clip_grad else {}
+    optim_wrapper = AutocastOptimWrapper(opt, **wrapper_args) if amp else OptimWrapper(opt, **wrapper_args)
+    temp = tempfile.TemporaryDirectory(prefix='mimbench_finetune_') if work_dir is None else None
+    run_dir = Path(work_dir or temp.name)
+    recipe = dict(identity=identity, epochs=epochs, batch_size=batch_size, base_lr=base_lr, layer_decay=layer_decay,
+                  weight_decay=weight_decay, betas=list(betas), warmup_epochs=warmup_epochs, pool=pool,
+                  label_smoothing=label_smoothing, mixup=mixup, cutmix=cutmix, mixup_prob=mixup_prob,
+                  mixup_switch_prob=mixup_switch_prob, random_erasing=random_erasing, clip_grad=clip_grad, amp=amp,
+                  seed=seed, num_classes=num_classes, train_images=len(train_set),
+                  pipeline=repr(getattr(train_set, 'pipeline', None)))
+    resume = _check_resumable(run_dir, recipe) if work_dir is not None else False
+    hooks = [_WarmupCosine(lr, warmup_epochs)]
     if log is not None:
-        log(f'  trained {step} iterations in {train_seconds / 60:.1f} min; test top-1 {top1:.2f}%')
-    hparams = dict(epochs=epochs, iters=step, schedule_iters=total, batch_size=batch_size, base_lr=base_lr, lr=lr,
-                   layer_decay=layer_decay, weight_decay=weight_decay, betas=list(betas),
+        hooks.append(_Progress(log, log_interval, batch_size))
+    try:
+        runner = MIMRunner(
+            model=model, work_dir=str(run_dir), experiment_name=f'finetune_{uuid.uuid4().hex[:8]}',
+            train_dataloader=dict(dataset=train_set, batch_size=batch_size, num_workers=num_workers,
+                                  persistent_workers=num_workers > 0, drop_last=True,
+                                  sampler=dict(type='ResumableSampler', shuffle=True),
+                                  collate_fn=dict(type='default_collate')),
+            train_cfg=dict(type='MIMTrainLoop', max_epochs=epochs, stop_iter=max_iters),
+            optim_wrapper=optim_wrapper, custom_hooks=hooks, default_scope='mimbench',
+            default_hooks=dict(checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=checkpoint_interval,
+                                               max_keep_ckpts=1, save_last=True),
+                               logger=dict(type='LoggerHook', interval=log_interval), sampler_seed=None,
+                               param_scheduler=None),
+            log_processor=dict(by_epoch=False), randomness=dict(seed=seed), launcher=launcher,
+            resume=resume, log_level='WARNING',
+            env_cfg=dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0)))
+        start = time.perf_counter()
+        runner.train()
+        train_seconds = time.perf_counter() - start
+        loop = runner.train_loop
+        top1 = evaluate_classifier(model.classifier, model.data_preprocessor, test_set, eval_batch_size,
+                                   num_workers, amp)
+    finally:
+        if temp is not None:
+            temp.cleanup()
+    if log is not None:
+        log(f'  trained {runner.iter} iterations in {train_seconds / 60:.1f} min; test top-1 {top1:.2f}%')
+    hparams = dict(epochs=epochs, iters=runner.iter, schedule_iters=loop.schedule_iters, batch_size=batch_size,
+                   base_lr=base_lr, lr=lr, layer_decay=layer_decay, weight_decay=weight_decay, betas=list(betas),
                    warmup_epochs=warmup_epochs, pool=pool, label_smoothing=label_smoothing, mixup=mixup,
                    cutmix=cutmix, mixup_prob=mixup_prob, mixup_switch_prob=mixup_switch_prob,
                    random_erasing=random_erasing, clip_grad=clip_grad, amp=amp,
                    drop_path_rate=_drop_path_rate(encoder))
-    return FinetuneResult(top1, model, history, time.perf_counter() - start, hparams)
+    return FinetuneResult(top1, model.classifier, [], train_seconds, hparams)
+
+
+def _check_resumable(run_dir: Path, recipe: dict) -> bool:
+    """Whether ``run_dir`` holds a checkpoint of this very recipe to resume; records the recipe for a new run.
+    Raises :class:`~mimbench.errors.MimbenchError` naming what differs when it holds another recipe's run."""
+    from mimbench.errors import MimbenchError
+    from mimbench.fileio import read_json, write_json_atomic
+    path = run_dir / 'finetune_run.json'
+    stored = read_json(path)
+    recipe = json.loads(json.dumps(recipe, default=str))
+    if stored is not None and (run_dir / 'last_checkpoint').is_file():
+        differ = sorted(k for k in recipe.keys() | stored.keys() if recipe.get(k) != stored.get(k))
+        if differ:
+            changes = ', '.join(f'{k} {stored.get(k)!r} -> {recipe.get(k)!r}' for k in differ)
+            raise MimbenchError(f'{run_dir} holds a fine-tuning run of another recipe ({changes}): remove it, or '
+                                f'write the record elsewhere (--out)')
+        return True
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, recipe)
+    return False
 
 
 def _drop_path_rate(encoder: nn.Module) -> float:

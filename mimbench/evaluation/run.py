@@ -35,7 +35,7 @@ OPTIONAL_KEYS = dict(
     knn=('extract',),
     linear=('extract', 'threads'),
     attentive=('extract', 'threads', 'num_heads', 'token_dtype'),
-    finetune=('threads', 'rand_augment', 'clip_grad', 'amp', 'num_workers', 'log_interval'),
+    finetune=('threads', 'rand_augment', 'clip_grad', 'amp', 'num_workers', 'log_interval', 'checkpoint_interval'),
 )
 
 
@@ -167,8 +167,10 @@ def run_probe(protocol: str, loaded: LoadedEncoder, eval_cfg: Config, *, data_ro
 
 
 def run_finetune(loaded: LoadedEncoder, eval_cfg: Config, *, data_root: str | None = None, seed: int = 0,
-                 max_iters: int | None = None, log: Log = _quiet) -> tuple[float, dict, dict]:
-    """Fine-tune (or train from scratch) and test: returns (top-1 %, hparams, extra fields)."""
+                 max_iters: int | None = None, work_dir: str | None = None,
+                 log: Log = _quiet) -> tuple[float, dict, dict]:
+    """Fine-tune (or train from scratch) and test: returns (top-1 %, hparams, extra fields). Checkpoints go to
+    ``work_dir``, from which a killed run resumes when called again."""
     c = eval_cfg
     note = busy_note(c.get('threads'))
     if note:
@@ -178,13 +180,13 @@ def run_finetune(loaded: LoadedEncoder, eval_cfg: Config, *, data_root: str | No
     test_set = build_split(c, 'test', data_root)
     log(f'fine-tuning on {len(train_set)} images, testing on {len(test_set)}')
     with torch_threads(c.get('threads')):
-        result = _finetune(loaded, c, train_set, test_set, seed, max_iters, log)
+        result = _finetune(loaded, c, train_set, test_set, seed, max_iters, work_dir, log)
     hparams = dict(result.hparams, rand_augment=c.get('rand_augment'), train_pipeline=c.train_pipeline,
                    threads=c.get('threads'))
     return result.accuracy, hparams, dict(data=dict(train=len(train_set), test=len(test_set)))
 
 
-def _finetune(loaded, c, train_set, test_set, seed, max_iters, log):
+def _finetune(loaded, c, train_set, test_set, seed, max_iters, work_dir, log):
     return finetune(
         loaded.encoder, loaded.preprocessor, train_set, test_set, c.data.num_classes, epochs=c.epochs,
         batch_size=c.batch_size, base_lr=c.base_lr, layer_decay=c.layer_decay, weight_decay=c.weight_decay,
@@ -192,7 +194,8 @@ def _finetune(loaded, c, train_set, test_set, seed, max_iters, log):
         mixup=c.mixup, cutmix=c.cutmix, mixup_prob=c.mixup_prob, mixup_switch_prob=c.mixup_switch_prob,
         random_erasing=c.random_erasing, clip_grad=c.get('clip_grad'), amp=c.get('amp', False),
         num_workers=c.get('num_workers', 0), seed=seed, max_iters=max_iters,
-        log_interval=c.get('log_interval', 50), device=next(loaded.encoder.parameters()).device, log=log)
+        log_interval=c.get('log_interval', 50), device=next(loaded.encoder.parameters()).device,
+        work_dir=work_dir, checkpoint_interval=c.get('checkpoint_interval', 500), identity=loaded.identity, log=log)
 
 
 def evaluate(protocol: str, checkpoint: str | None = None, *, scratch: str | None = None,
@@ -213,9 +216,11 @@ def evaluate(protocol: str, checkpoint: str | None = None, *, scratch: str | Non
     loaded.encoder.to(device)
     loaded.preprocessor.to(device)
     log(f'{protocol} evaluation of {loaded.checkpoint or f"a random init of {scratch} (seed {seed})"}')
+    out = Path(out or default_out(loaded, protocol, seed))
     if protocol == 'finetune':
+        # beside the record: the run's checkpoints, from which a killed fine-tuning resumes
         top1, hparams, extra = run_finetune(loaded, eval_cfg, data_root=data_root, seed=seed, max_iters=max_iters,
-                                            log=log)
+                                            work_dir=str(out.with_name(out.stem + '_run')), log=log)
     else:
         cache = FeatureCache(cache_dir or default_cache_dir(loaded))
         top1, hparams, extra = run_probe(protocol, loaded, eval_cfg, data_root=data_root, seed=seed, cache=cache,
@@ -223,7 +228,7 @@ def evaluate(protocol: str, checkpoint: str | None = None, *, scratch: str | Non
     record = make_record(protocol=protocol, loaded=loaded, seed=seed, accuracy=top1,
                          wall_time_s=time.perf_counter() - start, hparams=hparams,
                          eval_config=eval_cfg.filename, device=device_name(device), **extra)
-    record['out'] = str(write_record(record, out or default_out(loaded, protocol, seed)))
+    record['out'] = str(write_record(record, out))
     return record
 
 
