@@ -118,4 +118,5 @@ def test_a_study_takes_its_scales_and_rows_from_its_config_and_says_so_in_one_li
     assert out.stderr.strip().splitlines()[-1].startswith('error: --study runs the scales')
     out = subprocess.run([sys.executable, 'tools/ablate.py', '--study', 'nope'], cwd=REPO, capture_output=True,
                          text=True)
-    assert out.stderr.strip() == 'error: unknown study \'nope\'; valid studies: schedule'
+    assert out.stderr.strip() == ("error: unknown study 'nope'; valid studies: schedule (or the path of a study "
+                                  "config)")

@@ -47,6 +47,19 @@ def repo_path(path: str) -> str:
     return str(REPO / path)
 
 
+def load_named_config(name_or_path: str, folder: Path, kind: str, kinds: str) -> Config:
+    """``<folder>/<name>.py`` (or a config file's path); an unknown name raises :class:`AblationError` listing
+    the valid names (``kind``/``kinds``: 'scale'/'scales', for the message)."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = folder / f'{name_or_path}.py'
+    if not path.is_file():
+        known = sorted(p.stem for p in folder.glob('*.py'))
+        raise AblationError(f"unknown {kind} {name_or_path!r}; valid {kinds}: {', '.join(known)} "
+                            f'(or the path of a {kind} config)')
+    return Config.fromfile(str(path))
+
+
 @dataclass
 class Scale:
     """A loaded ``configs/ablation/<name>.py``."""
@@ -55,14 +68,7 @@ class Scale:
 
     @classmethod
     def load(cls, name_or_path: str) -> Scale:
-        path = Path(name_or_path)
-        if not path.suffix:
-            path = SCALES_DIR / f'{name_or_path}.py'
-        if not path.is_file():
-            known = sorted(p.stem for p in SCALES_DIR.glob('*.py'))
-            raise AblationError(f"unknown scale {name_or_path!r}; valid scales: {', '.join(known)} "
-                                f'(or the path of a scale config)')
-        cfg = Config.fromfile(str(path))
+        cfg = load_named_config(name_or_path, SCALES_DIR, 'scale', 'scales')
         return cls(cfg.scale, cfg)
 
     def method_config(self, method: str) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from mmengine.config import Config
 
 from mimbench.ablation.axes import AblationError, get_axis
-from mimbench.ablation.cells import REPO, Scale
+from mimbench.ablation.cells import REPO, Scale, load_named_config
 from mimbench.ablation.report import METRIC_NAMES, Row, _cost, axis_rows
 from mimbench.ablation.store import ResultStore
 from mimbench.fileio import save_figure, write_text_atomic
@@ -53,13 +53,7 @@ class Study:
 
     @classmethod
     def load(cls, name_or_path: str) -> Study:
-        path = Path(name_or_path)
-        if not path.suffix:
-            path = STUDIES_DIR / f'{name_or_path}.py'
-        if not path.is_file():
-            known = sorted(p.stem for p in STUDIES_DIR.glob('*.py'))
-            raise AblationError(f'unknown study {name_or_path!r}; valid studies: {", ".join(known)}')
-        cfg = Config.fromfile(str(path))
+        cfg = load_named_config(name_or_path, STUDIES_DIR, 'study', 'studies')
         study = cls(cfg.study, cfg)
         for label, scale in study.schedules.items():
             Scale.load(scale)
