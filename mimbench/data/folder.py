@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -30,6 +29,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from mimbench.data.transforms import Compose, build_pipeline
 from mimbench.errors import MimbenchError
+from mimbench.fileio import atomic_path
 from mimbench.registry import DATASETS
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
@@ -235,24 +235,13 @@ def _read_cache(path: Path, key: str, num_images: int) -> torch.Tensor | None:
 
 
 def _write_cache(path: Path, key: str, images: torch.Tensor) -> None:
-    """Write atomically (temp file + os.replace), so a crash or a concurrent reader never sees half a file."""
-    tmp = None
+    """Write atomically, so a crash or a concurrent reader never sees half a file."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-        with os.fdopen(fd, 'wb') as f:
-            torch.save({'version': CACHE_VERSION, 'key': key, 'crc32': _checksum(images), 'images': images}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the decoded public dataset need not be
-        os.replace(tmp, path)
-        tmp = None
+        with atomic_path(path) as tmp:
+            torch.save({'version': CACHE_VERSION, 'key': key, 'crc32': _checksum(images), 'images': images}, tmp)
     except Exception as e:  # noqa: BLE001 -- torch.save reports a full disk as RuntimeError
         # A cache is an optimisation: a read-only or full disk must not stop training.
         print_log(f'could not write dataset cache {path}: {e}', logger='current', level=logging.WARNING)
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
 
 
 def _cache_name(folder: Path, key: str) -> str:

@@ -16,7 +16,6 @@ import copy
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from mimbench.data import InMemoryImages
+from mimbench.fileio import atomic_path
 from mimbench.machine import dtype_name, resolve_dtype
 
 POOLS = ('cls', 'mean', 'tokens')
@@ -178,15 +178,8 @@ class FeatureCache:
             return None
 
     def save(self, path: Path, feats: Features) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix='.tmp')
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             torch.save({'features': feats.features, 'labels': feats.labels}, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
 
 
 def cached_features(loaded, dataset: Dataset, split: str, pools: Sequence[str], cache: FeatureCache | None,
