@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import platform
 
 import torch
@@ -26,6 +27,22 @@ def cpuinfo_field(name: str) -> str | None:
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere, which may be empty)."""
     return cpuinfo_field('model name') or platform.processor()
+
+
+def host_info() -> dict:
+    """This machine as records store it: ``{'machine': 'x86_64', 'cpus': 2, 'model': 'AMD EPYC ...'}``. Two VMs
+    with the same core count can differ threefold in a bf16-heavy step (with and without AVX512-BF16), so the
+    model name is part of it; the ablation's store rate compares these dicts whole, so add no key without
+    migrating its records."""
+    return dict(machine=platform.machine(), cpus=os.cpu_count(), model=cpu_model())
+
+
+def describe(device: torch.device | str = 'cpu') -> str:
+    """One line for tables and benchmark records: the GPU's name, or ``'<CPU model>, <n> cores'``."""
+    device = torch.device(device)
+    if device.type == 'cuda':
+        return device_name(device)
+    return f'{cpu_model() or platform.machine()}, {os.cpu_count()} cores'
 
 
 # Precisions a config or command line may name; 'auto' is resolved per device by resolve_dtype.

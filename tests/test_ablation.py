@@ -226,10 +226,10 @@ def test_the_cli_names_a_bad_axis_and_lists_the_valid_ones():
 
 
 def test_dry_run_lists_cells_with_estimates_and_trains_nothing(tmp_path):
-    from mimbench.ablation.store import this_host
+    from mimbench.machine import host_info
     store = ResultStore(tmp_path / 'ablation' / 'tiny')
     for day in ('2026-01-01', '2026-01-02', '2026-01-03'):     # timed cells of this host: a second estimate
-        store.put(_timed_record(day, 4.0, host=this_host()))
+        store.put(_timed_record(day, 4.0, host=host_info()))
     kept = tmp_path / 'made_elsewhere.pth'           # a tokenizer a stored cell read, missing on this machine
     kept.write_bytes(b'tokenizer')
     store.put(dict(_timed_record('2025-12-31', 4.0, host='elsewhere'), key='token-cell',

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from datetime import date
 from pathlib import Path
@@ -29,7 +28,7 @@ from mimbench.analysis import benchmark_algorithm  # noqa: E402
 from mimbench.analysis.benchmark import matmul_gflops  # noqa: E402
 from mimbench.engine.runner import DictAction, load_config  # noqa: E402
 from mimbench.errors import USER_ERRORS  # noqa: E402
-from mimbench.machine import cpu_model, device_name, has_native_bfloat16, resolve_device  # noqa: E402
+from mimbench.machine import describe, has_native_bfloat16, resolve_device  # noqa: E402
 from mimbench.registry import MODELS  # noqa: E402
 
 
@@ -81,8 +80,7 @@ def main(argv=None) -> None:
                                      amp=dtype == 'bfloat16', device=device, attention=attention or 'auto',
                                      with_matmul=False, compile=args.compile)
         result.matmul_gflops = rates[dtype]
-        machine = device_name(device) if device.type == 'cuda' else cpu_model() or platform.machine()
-        record = dict(config=args.config, date=date.today().isoformat(), machine=machine,
+        record = dict(config=args.config, date=date.today().isoformat(), machine=describe(device),
                       bf16_units=has_native_bfloat16(device), threads=torch.get_num_threads(),
                       torch=torch.__version__, **result.as_dict())
         records.append(record)

@@ -20,8 +20,8 @@ import torch
 
 from mimbench.ablation.axes import AblationError
 from mimbench.ablation.cells import Cell, Scale, missing_weight_files, record_config, repo_path
-from mimbench.ablation.store import this_host
 from mimbench.analysis import algorithm_flops, count_flops, matmul_gflops
+from mimbench.machine import host_info
 from mimbench.registry import ENCODERS, MODELS
 
 
@@ -145,7 +145,7 @@ def measured_rate(records, eval_hashes: dict[str, str], host: dict | None = None
     Single-process CPU cells only: a DDP record's ``cpu_seconds`` is rank 0's alone, and a GPU cell's CPU time
     says nothing about its speed. A record this function cannot read is skipped, not fatal: the estimate runs
     before every sweep."""
-    host = host or this_host()
+    host = host or host_info()
     mine = sorted((r for r in records if r and r.get('host') == host), key=lambda r: r.get('finished') or '')
     rates, evals = [], []
     for r in reversed(mine):

@@ -23,7 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mimbench.ablation.cells import REPO, Cell, Scale, find_record, repo_path, weight_files
-from mimbench.ablation.store import ResultStore, code_version, this_host
+from mimbench.ablation.store import ResultStore, code_version
+from mimbench.machine import host_info
 from mimbench.fileio import read_json, write_json_atomic
 from mimbench.lockfile import LockHeld, hold_lock
 from mimbench.machine import resolve_device
@@ -326,7 +327,7 @@ def _run_cell(cell, scale, store, work_dir, evaluations, record, *, data_root, s
         pretrain=_portable(summary), metrics=metrics, extract_seconds=round(extract_s, 1),
         flops_gflops_per_img=cell_flops(cell), code_version=code_version(),
         weight_files={path: store.keep_file(repo_path(path)) for path in weight_files(cfg)},
-        host=this_host(),
+        host=host_info(),
         finished=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
         driver_seconds=round(time.perf_counter() - start, 1) + (record or {}).get('driver_seconds', 0.0))
     store.put(record)

@@ -18,8 +18,6 @@ from __future__ import annotations
 import copy
 import datetime
 import json
-import os
-import platform
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,7 +27,7 @@ from mmengine.config import Config
 from mimbench.analysis.benchmark import benchmark_algorithm, count_flops
 from mimbench.engine.runner import load_config
 from mimbench.fileio import write_text_atomic
-from mimbench.machine import cpu_model
+from mimbench.machine import describe
 from mimbench.masking.indices import split_indices
 from mimbench.registry import MODELS
 
@@ -117,12 +115,6 @@ def train_flops(model: torch.nn.Module, imgs: torch.Tensor) -> int:
     return flops
 
 
-def _machine(device: torch.device) -> str:
-    if device.type == 'cuda':
-        return torch.cuda.get_device_name(device)
-    return f'{cpu_model() or platform.machine()}, {os.cpu_count()} cores'
-
-
 def measure_speed(cfg: Config, batch_size: int, iters: int, warmup: int,
                   device: str | torch.device | None = None) -> dict:
     """Time and count one speed cell.
@@ -150,7 +142,7 @@ def measure_speed(cfg: Config, batch_size: int, iters: int, warmup: int,
         train_s_per_step=batch_size / bench.train_img_per_s,
         train_img_per_s=bench.train_img_per_s,
         batch_size=batch_size, iters=iters, warmup=warmup,
-        device=device.type, machine=_machine(device), threads=torch.get_num_threads(),
+        device=device.type, machine=describe(device), threads=torch.get_num_threads(),
         torch=torch.__version__, date=datetime.date.today().isoformat(),
     )
 

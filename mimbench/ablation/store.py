@@ -9,12 +9,10 @@ trained once.
 from __future__ import annotations
 
 import os
-import platform
 import subprocess
 from pathlib import Path
 
 from mimbench.fileio import copy_once, read_json, write_json_atomic
-from mimbench.machine import cpu_model
 
 STORE_VERSION = 1
 
@@ -59,13 +57,6 @@ class ResultStore:
         if not self.root.is_dir():
             return {}
         return {p.stem: read_json(p) for p in sorted(self.root.glob('*.json')) if not p.name.startswith('.')}
-
-
-def this_host() -> dict:
-    """What a record says about the machine that made it: architecture, core count and CPU model. Two VMs with
-    the same core count can differ threefold in a bf16-heavy step (with and without AVX512-BF16), so the model
-    name is part of it."""
-    return dict(machine=platform.machine(), cpus=os.cpu_count(), model=cpu_model())
 
 
 def code_version(repo: str | os.PathLike | None = None) -> str:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import platform
 from pathlib import Path
 
 import mimbench
 from mimbench.fileio import write_json_atomic
+from mimbench.machine import host_info
 
 RECORD_VERSION = 1
 # The fields every record has; tests and table scripts rely on them.
@@ -40,7 +40,7 @@ def make_record(*, protocol: str, loaded, seed: int, accuracy: float, wall_time_
         wall_time_s=round(float(wall_time_s), 2),
         hparams=hparams,
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-        host=dict(machine=platform.machine(), processor=platform.processor() or None, cpus=os.cpu_count()),
+        host=host_info(),
         mimbench_version=mimbench.__version__,
         record_version=RECORD_VERSION,
     )
