@@ -24,12 +24,12 @@ from torchvision.utils import save_image  # noqa: E402
 
 import mimbench  # noqa: E402,F401  (registers every component)
 from mimbench.algorithms import CAE  # noqa: E402
+from mimbench.data import unaugmented_split  # noqa: E402
 from mimbench.engine.checkpoint import load_local_checkpoint  # noqa: E402
-from mimbench.engine.runner import set_data_root  # noqa: E402
 from mimbench.errors import USER_ERRORS  # noqa: E402
 from mimbench.masking import split_indices  # noqa: E402
 from mimbench.models.patches import patchify, unpatchify  # noqa: E402
-from mimbench.registry import DATASETS, ENCODERS, MODELS  # noqa: E402
+from mimbench.registry import ENCODERS, MODELS  # noqa: E402
 from mimbench.targets import PixelTarget  # noqa: E402
 
 
@@ -79,13 +79,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     try:
         model, cfg = load_model(args.checkpoint)
-        dataset_cfg = cfg.train_dataloader.dataset
-        if args.data_root:
-            set_data_root(cfg, args.data_root)
-        dataset_cfg = dict(dataset_cfg.to_dict(), pipeline=[])
-        if 'split' in dataset_cfg:   # datasets without splits (synthetic images) are used as they are
-            dataset_cfg['split'] = args.split
-        dataset = DATASETS.build(dataset_cfg)
+        dataset = unaugmented_split(cfg.train_dataloader.dataset, args.split, args.data_root)
     except USER_ERRORS as err:  # a missing checkpoint or data: one line, not a traceback
         sys.exit(f'error: {err}')
     n = min(args.num_images, len(dataset))

@@ -23,12 +23,13 @@ import torch  # noqa: E402
 from mmengine.dist import get_rank  # noqa: E402
 from mmengine.model import is_model_wrapper  # noqa: E402
 
+from mimbench.data import unaugmented_split  # noqa: E402
 from mimbench.engine.checkpoint import load_local_checkpoint  # noqa: E402
 from mimbench.engine.dist import LAUNCHERS  # noqa: E402
 from mimbench.engine.runner import DictAction, apply_cli, build_runner, load_config  # noqa: E402
 from mimbench.errors import USER_ERRORS  # noqa: E402
 from mimbench.models.tokenizer import codebook_usage  # noqa: E402
-from mimbench.registry import DATASETS, MODELS  # noqa: E402
+from mimbench.registry import MODELS  # noqa: E402
 from mimbench.targets.token import save_tokenizer  # noqa: E402
 
 
@@ -90,16 +91,14 @@ def main(argv=None) -> None:
         if get_rank() != 0:
             return
         eval_cfg = cfg.get('tokenizer_eval', dict(split='test', num_images=10000, batch_size=500, pipeline=[]))
-        dataset_cfg = dict(cfg.train_dataloader.dataset.to_dict(), pipeline=eval_cfg.get('pipeline', []))
-        if 'split' in dataset_cfg:  # datasets without splits (synthetic images) are measured as they are
-            dataset_cfg['split'] = eval_cfg['split']
-        dataset = DATASETS.build(dataset_cfg)
+        dataset = unaugmented_split(cfg.train_dataloader.dataset, eval_cfg['split'],
+                                    pipeline=eval_cfg.get('pipeline', []))
     except USER_ERRORS as err:  # bad data, config or command line: one clear line, not a traceback
         sys.exit(f'error: {err}')
 
     metrics = evaluate(model.tokenizer, model.data_preprocessor, dataset, eval_cfg['num_images'],
                        eval_cfg['batch_size'])
-    metrics.update(split=dataset_cfg.get('split', 'all'), iterations=iterations)
+    metrics.update(split=str(getattr(dataset, 'split', 'all')), iterations=iterations)
     mean = model.data_preprocessor.mean.flatten().tolist()
     std = model.data_preprocessor.std.flatten().tolist()
     default_path = str(work_dir / 'tokenizer.pth')

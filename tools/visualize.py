@@ -21,12 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import torch  # noqa: E402
 
-from mimbench.data import InMemoryImages  # noqa: E402
+from mimbench.data import InMemoryImages, unaugmented_split  # noqa: E402
 from mimbench.errors import USER_ERRORS  # noqa: E402
 from mimbench.evaluation.encoder import load_algorithm  # noqa: E402
 from mimbench.evaluation.reconstruction import Reconstruction, reconstruct  # noqa: E402
 from mimbench.fileio import save_figure  # noqa: E402
-from mimbench.registry import DATASETS  # noqa: E402
 
 COLUMNS = ('original', 'masked', 'reconstruction', 'visible pasted back')
 
@@ -45,16 +44,10 @@ def parse_args(argv=None):
 
 def sample_images(cfg, img_size: int, split: str, num: int, seed: int, data_root: str | None) -> torch.Tensor:
     """``num`` unaugmented uint8 images ``[num, 3, img_size, img_size]`` from the pretraining dataset."""
-    ds_cfg = dict(cfg.train_dataloader.dataset)
-    if data_root:
-        ds_cfg['root'] = data_root
-    if 'split' in ds_cfg:
-        ds_cfg['split'] = split
-    ds_cfg['pipeline'] = []
-    dataset = DATASETS.build(ds_cfg)
+    dataset = unaugmented_split(cfg.train_dataloader.dataset, split, data_root)
     if not (isinstance(dataset, InMemoryImages) and tuple(dataset.images.shape[-2:]) == (img_size, img_size)):
-        dataset.pipeline = DATASETS.build(dict(ds_cfg, pipeline=[dict(type='Resize', size=img_size),
-                                                                 dict(type='CenterCrop', size=img_size)])).pipeline
+        dataset = unaugmented_split(cfg.train_dataloader.dataset, split, data_root,
+                                    [dict(type='Resize', size=img_size), dict(type='CenterCrop', size=img_size)])
     idx = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:num]
     return torch.stack([dataset[int(i)]['inputs'] for i in idx])
 

@@ -9,7 +9,7 @@ from mimbench.data.cifar import CIFAR10
 from mimbench.data.device import (BatchHorizontalFlip, BatchRandomResizedCrop, DeviceBatchLoader,
                                   to_device_loader)
 from mimbench.data.folder import (DatasetError, ImageDataset, ImageFolder, InMemoryImages, cache_dir,
-                                  load_image, scan_image_folder)
+                                  load_image, scan_image_folder, unaugmented_split)
 from mimbench.data.sampler import ResumableSampler
 from mimbench.data.synthetic import SyntheticImages
 from mimbench.data.transforms import (CenterCrop, ColorJitter, Compose, RandomCrop, RandomHorizontalFlip,
@@ -19,5 +19,5 @@ __all__ = [
     'BatchHorizontalFlip', 'BatchRandomResizedCrop', 'DeviceBatchLoader', 'to_device_loader',
     'CIFAR10', 'CenterCrop', 'ColorJitter', 'Compose', 'DatasetError', 'ImageDataset', 'ImageFolder',
     'InMemoryImages', 'RandomCrop', 'RandomHorizontalFlip', 'RandomResizedCrop', 'ResumableSampler', 'Resize',
-    'SyntheticImages', 'build_pipeline', 'cache_dir', 'load_image', 'scan_image_folder',
+    'SyntheticImages', 'build_pipeline', 'cache_dir', 'load_image', 'scan_image_folder', 'unaugmented_split',
 ]

@@ -353,3 +353,16 @@ class ImageFolder(ImageDataset):
     def __repr__(self) -> str:
         return (f'ImageFolder({self.folder}, num_images={len(self)}, num_classes={self.num_classes}, '
                 f'in_memory={self.in_memory}, pipeline={self.pipeline!r})')
+
+
+def unaugmented_split(dataset_cfg, split: str | None = None, data_root: str | None = None,
+                      pipeline: Sequence = ()) -> ImageDataset:
+    """A training config's dataset without its augmentation, for measuring and picturing: ``split`` in place of
+    its own where the dataset has splits (synthetic images are used as they are), at ``data_root`` when given,
+    with ``pipeline`` (default: none, the stored images)."""
+    cfg = dict(dataset_cfg.to_dict() if hasattr(dataset_cfg, 'to_dict') else dataset_cfg, pipeline=list(pipeline))
+    if data_root:
+        cfg['root'] = data_root
+    if split is not None and 'split' in cfg:
+        cfg['split'] = split
+    return DATASETS.build(cfg)
