@@ -3,7 +3,7 @@
 # token target from our own tokenizer (`python tools/train_tokenizer.py configs/tokenizer_cifar10.py` first).
 # BEiT v1's recipe otherwise: AdamW (0.9, 0.999) wd 0.05, grad clip 3.0, layer scale 0.1, drop path 0.1, colour
 # jitter 0.4. Base lr 1.5e-3 per 256 images.
-_base_ = ['_base_/runtime.py', '_base_/data_cifar10.py']
+_base_ = ['_base_/runtime_micro.py', '_base_/data_cifar10.py']
 
 model = dict(
     type='BEiT',
@@ -22,9 +22,3 @@ train_dataloader = dict(dataset=dict(pipeline=[
 # LayerScale's gamma is not decayed either (the authors decay no 1-D parameter).
 optim_wrapper = dict(optimizer=dict(lr=1.5e-3, betas=(0.9, 0.999)), clip_grad=dict(max_norm=3.0),
                      paramwise_cfg=dict(custom_keys={'.gamma': dict(decay_mult=0.0)}))
-train_cfg = dict(type='MIMTrainLoop', max_epochs=5)
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=0.5, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=True, begin=0.5, convert_to_iter_based=True),
-]
-default_hooks = dict(checkpoint=dict(interval=100))

@@ -5,7 +5,7 @@
 # teacher in train mode (its drop path active, as in the authors' code), AdamW (0.9, 0.999) wd 0.05, grad clip 3.0,
 # token target from our own tokenizer (run `python tools/train_tokenizer.py configs/tokenizer_cifar10.py` first;
 # configs/cae_pixel_micro_cifar10.py needs no tokenizer). Base lr 1.5e-3 per 256 images, as the micro MAE.
-_base_ = ['_base_/runtime.py', '_base_/data_cifar10.py']
+_base_ = ['_base_/runtime_micro.py', '_base_/data_cifar10.py']
 
 model = dict(
     type='CAE',
@@ -25,9 +25,3 @@ optim_wrapper = dict(optimizer=dict(lr=1.5e-3, betas=(0.9, 0.999)), clip_grad=di
                      paramwise_cfg=dict(custom_keys={'.gamma': dict(decay_mult=0.0)}))
 # The teacher follows the encoder after every optimizer step.
 custom_hooks = [dict(type='ThroughputHook'), dict(type='MomentumTeacherHook')]
-train_cfg = dict(type='MIMTrainLoop', max_epochs=5)
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=0.5, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=True, begin=0.5, convert_to_iter_based=True),
-]
-default_hooks = dict(checkpoint=dict(interval=100))

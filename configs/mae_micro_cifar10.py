@@ -3,7 +3,7 @@
 # (75% random masking, normalized-pixel target, AdamW (0.9, 0.95), wd 0.05, warmup + cosine,
 # RandomResizedCrop(0.2, 1) + flip), except the base learning rate: 1.5e-3 instead of 1.5e-4, because such a
 # short run gains from the faster start (150-step test in docs/results/mae_micro_cifar10.md).
-_base_ = ['_base_/runtime.py', '_base_/data_cifar10.py']
+_base_ = ['_base_/runtime_micro.py', '_base_/data_cifar10.py']
 
 model = dict(
     type='MAE',
@@ -15,9 +15,3 @@ model = dict(
 )
 
 optim_wrapper = dict(optimizer=dict(lr=1.5e-3))
-train_cfg = dict(type='MIMTrainLoop', max_epochs=5)
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=0.5, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=True, begin=0.5, convert_to_iter_based=True),
-]
-default_hooks = dict(checkpoint=dict(interval=100))
