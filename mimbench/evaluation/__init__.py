@@ -1,7 +1,8 @@
 """Evaluation protocols for pretrained encoders: linear, attentive and kNN probes on cached frozen features,
 end-to-end fine-tuning (and its from-scratch baseline), timm export and reconstruction pictures.
 
-Importing this package registers the probe heads (``HEADS``) and the LARS optimizer (``OPTIMIZERS``).
+Importing this package registers the LARS optimizer (``OPTIMIZERS``). The probe heads are plain modules the
+probes build themselves: they are no pretraining part, so they stay out of the ``HEADS`` registry.
 """
 from mimbench.evaluation.attentive import AttentiveProbeHead, attentive_probe
 from mimbench.evaluation.encoder import EncoderMismatchError, LoadedEncoder, load_encoder, resolve_checkpoint

@@ -14,10 +14,8 @@ from torch import nn
 from mimbench.evaluation.features import Features
 from mimbench.machine import dtype_name, resolve_dtype
 from mimbench.evaluation.probe import ProbeResult, train_probe
-from mimbench.registry import HEADS
 
 
-@HEADS.register_module()
 class AttentiveProbeHead(nn.Module):
     """``tokens [B, N, D]`` -> ``[B, num_classes]`` logits.
 

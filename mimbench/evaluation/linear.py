@@ -8,10 +8,8 @@ from torch import nn
 
 from mimbench.evaluation.features import Features
 from mimbench.evaluation.probe import ProbeResult, train_probe
-from mimbench.registry import HEADS
 
 
-@HEADS.register_module()
 class LinearProbeHead(nn.Module):
     """``[B, D]`` features -> ``[B, num_classes]`` logits through ``BatchNorm1d(affine=False)`` + ``Linear``.
 
