@@ -46,8 +46,8 @@ def test_a_full_box_reproduces_the_image_and_a_box_matches_torchvisions_resized_
     torch.testing.assert_close(crop.resample(imgs, full), imgs.float(), atol=1e-3, rtol=0)
     box = torch.tensor([[2., 3., 8., 10.], [0., 6., 16., 10.]])
     ours = BatchRandomResizedCrop(16, interpolation='bilinear').resample(imgs, box)
-    for i, (t, l, h, w) in enumerate(box.int().tolist()):
-        ref = TF.resized_crop(imgs[i].float(), t, l, h, w, [16, 16], interpolation=InterpolationMode.BILINEAR,
+    for i, (top, left, h, w) in enumerate(box.int().tolist()):
+        ref = TF.resized_crop(imgs[i].float(), top, left, h, w, [16, 16], interpolation=InterpolationMode.BILINEAR,
                               antialias=False)
         torch.testing.assert_close(ours[i], ref, atol=1e-3, rtol=0)
 

@@ -166,7 +166,8 @@ def _target_rows(ctx: ScaleContext) -> list[AxisValue]:
     tokenizer = 'work_dirs/tokenizer_cifar10/tokenizer.pth' if ctx.img_size <= 64 else \
         'work_dirs/tokenizer_imagenet/tokenizer.pth'
     return [
-        AxisValue('pixel', 'pixel (w/o norm)', {'model.target': dict(_delete_=True, type='PixelTarget', normalize=False)},
+        AxisValue('pixel', 'pixel (w/o norm)',
+                  {'model.target': dict(_delete_=True, type='PixelTarget', normalize=False)},
                   paper=PaperResult(84.9, 73.5), paper_default=True),
         AxisValue('norm_pixel', 'pixel (w/ norm)', {'model.target': dict(_delete_=True, type='PixelTarget',
                                                                          normalize=True)},

@@ -161,7 +161,8 @@ class FinetuneModel(BaseModel):
                             label_smoothing=label_smoothing, num_classes=num_classes)
                       if mixup > 0 or cutmix > 0 else None)
         # Mixup returns smoothed soft targets; without it, smoothing is cross-entropy's own option.
-        self.criterion = SoftTargetCrossEntropy() if self.mixer else nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.criterion = (SoftTargetCrossEntropy() if self.mixer
+                          else nn.CrossEntropyLoss(label_smoothing=label_smoothing))
         self.eraser = RandomErasing(random_erasing, mode='pixel', device='cpu') if random_erasing > 0 else None
 
     def forward(self, inputs: torch.Tensor, data_samples=None, mode: str = 'tensor'):
