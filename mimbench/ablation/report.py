@@ -1,7 +1,7 @@
 """Tables and plots from the results store, in the paper's layout, with the paper's numbers beside ours.
 
 Nothing here trains or evaluates: :func:`axis_rows` looks each cell up in the store by its key, so the same
-store always gives the same markdown (tests compare it byte for byte), and a cell whose config changed since it
+store always gives the same markdown (tests check it does), and a cell whose config changed since it
 ran simply shows as missing.
 """
 from __future__ import annotations
