@@ -451,6 +451,28 @@ def test_fine_tuning_runs_under_the_training_runner_and_resumes_to_the_uninterru
                      work_dir=str(tmp_path / 'split'))
 
 
+@pytest.mark.slow
+def test_fine_tuning_under_torchrun_trains_data_parallel_and_rank_0_writes_the_record(tmp_path):
+    import os
+    import subprocess
+    import sys
+    make_checkpoint(tmp_path / 'run/iter_2.pth')
+    config = tmp_path / 'finetune_tiny.py'
+    config.write_text(eval_config('finetune', batch_size=8).pretty_text)
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(REPO))
+    out = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port',
+                          '29531', str(REPO / 'tools/eval.py'), str(tmp_path / 'run/iter_2.pth'), '--protocol',
+                          'finetune', '--config-eval', str(config), '--launcher', 'pytorch', '--device', 'cpu',
+                          '--max-iters', '3', '--out', str(tmp_path / 'ft.json')],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    record = read_record(tmp_path / 'ft.json')
+    assert record['hparams']['iters'] == 3
+    # two processes of batch 8 split the 64 images: 4 iterations per epoch of 16 images, not 8 of 8
+    assert record['hparams']['schedule_iters'] == 4
+    assert (tmp_path / 'ft_run/iter_3.pth').is_file()
+
+
 def test_the_scratch_baseline_is_the_same_code_on_a_random_init(tmp_path):
     a = evaluate('finetune', scratch=TINY, eval_cfg=eval_config('finetune'), seed=3, max_iters=2,
                  out=str(tmp_path / 'scratch.json'))

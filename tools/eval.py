@@ -44,6 +44,8 @@ def parse_args(argv=None):
     p.add_argument('--device', default='auto',
                    help="where extraction, probes and fine-tuning run: auto (a GPU when there is one), cpu, cuda, "
                         "cuda:N")
+    p.add_argument('--launcher', choices=('none', 'pytorch'), default='none',
+                   help="'pytorch' under torchrun: fine-tuning trains data-parallel (DDP), one process per GPU")
     p.add_argument('--benchmark', action='store_true',
                    help='time feature extraction (60k CIFAR images) and the probes; writes no record')
     args = p.parse_args(argv)
@@ -65,7 +67,7 @@ def main(argv=None) -> dict:
         eval_cfg = load_eval_config(args.protocol, args.config_eval, args.cfg_options)
         record = evaluate(args.protocol, args.checkpoint, scratch=args.scratch, config=args.config,
                           eval_cfg=eval_cfg, data_root=args.data_root, seed=args.seed, cache_dir=args.cache_dir,
-                          out=args.out, max_iters=args.max_iters, device=args.device,
+                          out=args.out, max_iters=args.max_iters, device=args.device, launcher=args.launcher,
                           log=lambda s: print(s, flush=True))
     except USER_ERRORS as err:      # bad data, config, checkpoint or command line: one line, not a traceback
         sys.exit(f'error: {err}')

@@ -248,6 +248,9 @@ def finetune(encoder: nn.Module, preprocessor: nn.Module, train_set: Dataset, te
         device: where the model trains; batches are augmented per sample on the CPU (the dataset's
             pipeline) and moved there.
     """
+    from mmengine.config import Config
+
+    from mimbench.engine.dist import prepare_distributed
     from mimbench.engine.mim_runner import MIMRunner
     from mimbench.engine.optim import AutocastOptimWrapper
     # Mixup draws from numpy and `random`, drop path and erasing from torch: seed all three (the loop
@@ -276,6 +279,10 @@ def finetune(encoder: nn.Module, preprocessor: nn.Module, train_set: Dataset, te
                   seed=seed, num_classes=num_classes, train_images=len(train_set),
                   pipeline=repr(getattr(train_set, 'pipeline', None)))
     resume = _check_resumable(run_dir, recipe) if work_dir is not None else False
+    # the process group and the model wrapper for this device, as pretraining's build_runner prepares them
+    dist_cfg = Config(dict(launcher=launcher, env_cfg=dict(cudnn_benchmark=False,
+                                                           mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0))))
+    prepare_distributed(dist_cfg)
     hooks = [_WarmupCosine(lr, warmup_epochs)]
     if log is not None:
         hooks.append(_Progress(log, log_interval, batch_size))
@@ -293,14 +300,14 @@ def finetune(encoder: nn.Module, preprocessor: nn.Module, train_set: Dataset, te
                                logger=dict(type='LoggerHook', interval=log_interval), sampler_seed=None,
                                param_scheduler=None),
             log_processor=dict(by_epoch=False), randomness=dict(seed=seed), launcher=launcher,
-            resume=resume, log_level='WARNING',
-            env_cfg=dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0)))
+            resume=resume, log_level='WARNING', env_cfg=dist_cfg.env_cfg.to_dict(),
+            cfg=Config(dict(model_wrapper_cfg=dist_cfg.model_wrapper_cfg)) if 'model_wrapper_cfg' in dist_cfg else None)
         start = time.perf_counter()
         runner.train()
         train_seconds = time.perf_counter() - start
         loop = runner.train_loop
         top1 = evaluate_classifier(model.classifier, model.data_preprocessor, test_set, eval_batch_size,
-                                   num_workers, amp)
+                                   num_workers, amp)      # every rank tests the whole set: the same number
     finally:
         if temp is not None:
             temp.cleanup()

@@ -22,6 +22,7 @@ from mimbench.evaluation.linear import linear_probe
 from mimbench.evaluation.optim import busy_note, torch_threads
 from mimbench.evaluation.records import make_record, write_record
 from mimbench.errors import MimbenchError
+from mimbench.engine.dist import launch_rank
 from mimbench.machine import device_name, resolve_device
 from mimbench.overrides import Reader, apply_overrides
 from mimbench.registry import DATASETS
@@ -167,7 +168,7 @@ def run_probe(protocol: str, loaded: LoadedEncoder, eval_cfg: Config, *, data_ro
 
 
 def run_finetune(loaded: LoadedEncoder, eval_cfg: Config, *, data_root: str | None = None, seed: int = 0,
-                 max_iters: int | None = None, work_dir: str | None = None,
+                 max_iters: int | None = None, work_dir: str | None = None, launcher: str = 'none',
                  log: Log = _quiet) -> tuple[float, dict, dict]:
     """Fine-tune (or train from scratch) and test: returns (top-1 %, hparams, extra fields). Checkpoints go to
     ``work_dir``, from which a killed run resumes when called again."""
@@ -180,13 +181,13 @@ def run_finetune(loaded: LoadedEncoder, eval_cfg: Config, *, data_root: str | No
     test_set = build_split(c, 'test', data_root)
     log(f'fine-tuning on {len(train_set)} images, testing on {len(test_set)}')
     with torch_threads(c.get('threads')):
-        result = _finetune(loaded, c, train_set, test_set, seed, max_iters, work_dir, log)
+        result = _finetune(loaded, c, train_set, test_set, seed, max_iters, work_dir, launcher, log)
     hparams = dict(result.hparams, rand_augment=c.get('rand_augment'), train_pipeline=c.train_pipeline,
                    threads=c.get('threads'))
     return result.accuracy, hparams, dict(data=dict(train=len(train_set), test=len(test_set)))
 
 
-def _finetune(loaded, c, train_set, test_set, seed, max_iters, work_dir, log):
+def _finetune(loaded, c, train_set, test_set, seed, max_iters, work_dir, launcher, log):
     return finetune(
         loaded.encoder, loaded.preprocessor, train_set, test_set, c.data.num_classes, epochs=c.epochs,
         batch_size=c.batch_size, base_lr=c.base_lr, layer_decay=c.layer_decay, weight_decay=c.weight_decay,
@@ -195,20 +196,28 @@ def _finetune(loaded, c, train_set, test_set, seed, max_iters, work_dir, log):
         random_erasing=c.random_erasing, clip_grad=c.get('clip_grad'), amp=c.get('amp', False),
         num_workers=c.get('num_workers', 0), seed=seed, max_iters=max_iters,
         log_interval=c.get('log_interval', 50), device=next(loaded.encoder.parameters()).device,
-        work_dir=work_dir, checkpoint_interval=c.get('checkpoint_interval', 500), identity=loaded.identity, log=log)
+        work_dir=work_dir, checkpoint_interval=c.get('checkpoint_interval', 500), identity=loaded.identity,
+        launcher=launcher, log=log)
 
 
 def evaluate(protocol: str, checkpoint: str | None = None, *, scratch: str | None = None,
              config: str | None = None, eval_cfg: Config | None = None, data_root: str | None = None,
              seed: int = 0, cache_dir: str | None = None, out: str | None = None, max_iters: int | None = None,
-             device: str | torch.device = 'auto', log: Log = _quiet) -> dict:
+             device: str | torch.device = 'auto', launcher: str = 'none', log: Log = _quiet) -> dict:
     """Evaluate ``checkpoint`` (or a random init of the ``scratch`` config) with ``protocol`` on ``device``
     ('auto': the GPU when there is one; extraction, probes, kNN and fine-tuning all run there).
+    ``launcher='pytorch'`` (under torchrun): fine-tuning trains data-parallel across the processes (each GPU
+    its own, gloo on CPU), and rank 0 writes the record.
 
     Writes the JSON record to ``out`` (default :func:`default_out`) and returns it; ``record['out']`` is
     where it went.
     """
     start = time.perf_counter()
+    if launcher != 'none' and protocol != 'finetune':
+        raise EvalConfigError(f'--launcher {launcher}: only fine-tuning trains across processes; the probes '
+                              f'train on cached features in one process')
+    if launcher != 'none' and torch.cuda.is_available():
+        device = f'cuda:{int(os.environ.get("LOCAL_RANK", 0))}'   # one GPU per process
     device = resolve_device(device)
     eval_cfg = eval_cfg if eval_cfg is not None else load_eval_config(protocol)
     overrides = dict(drop_path_rate=eval_cfg.drop_path) if protocol == 'finetune' else {}
@@ -220,7 +229,8 @@ def evaluate(protocol: str, checkpoint: str | None = None, *, scratch: str | Non
     if protocol == 'finetune':
         # beside the record: the run's checkpoints, from which a killed fine-tuning resumes
         top1, hparams, extra = run_finetune(loaded, eval_cfg, data_root=data_root, seed=seed, max_iters=max_iters,
-                                            work_dir=str(out.with_name(out.stem + '_run')), log=log)
+                                            work_dir=str(out.with_name(out.stem + '_run')), launcher=launcher,
+                                            log=log)
     else:
         cache = FeatureCache(cache_dir or default_cache_dir(loaded))
         top1, hparams, extra = run_probe(protocol, loaded, eval_cfg, data_root=data_root, seed=seed, cache=cache,
@@ -228,7 +238,9 @@ def evaluate(protocol: str, checkpoint: str | None = None, *, scratch: str | Non
     record = make_record(protocol=protocol, loaded=loaded, seed=seed, accuracy=top1,
                          wall_time_s=time.perf_counter() - start, hparams=hparams,
                          eval_config=eval_cfg.filename, device=device_name(device), **extra)
-    record['out'] = str(write_record(record, out))
+    if launch_rank(launcher) == 0:
+        write_record(record, out)
+    record['out'] = str(out)
     return record
 
 
