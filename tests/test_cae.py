@@ -307,9 +307,7 @@ def test_cae_is_exported():
 
 
 def test_alignment_tool_prints_both_paths_and_the_control_and_writes_the_grid(tmp_path, capsys):
-    import sys
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tools'))
-    import cae_alignment
+    from mimbench.cli import cae_alignment
 
     _train_tiny_cae(tmp_path, 0.0)
     cae_alignment.main([str(tmp_path / 'iter_3.pth'), '--num-images', '8', '--show', '2',

@@ -89,14 +89,9 @@ def test_a_cpu_has_bf16_units_only_when_its_flags_say_so(monkeypatch, flags, nat
 
 def test_the_benchmark_times_both_precisions_in_one_run_and_ends_with_their_ratio(tmp_path, capsys):
     import json
-    import sys
     from pathlib import Path
+    from mimbench.cli import benchmark as tool
     repo = Path(__file__).resolve().parents[1]
-    sys.path.insert(0, str(repo / 'tools'))
-    try:
-        import benchmark as tool
-    finally:
-        sys.path.remove(str(repo / 'tools'))
     tool.main([str(repo / 'tests/configs/tiny_mae.py'), '--iters', '1', '--warmup', '0', '--batch-size', '4',
                '--attention', 'auto', 'flash', '--json', str(tmp_path / 'out.json')])
     lines = capsys.readouterr().out.strip().splitlines()

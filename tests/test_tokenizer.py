@@ -1,6 +1,5 @@
 """The VQ-VAE tokenizer, its usage statistics, and tools/train_tokenizer.py from config to the file targets load."""
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -62,8 +61,7 @@ def test_bad_tokenizer_settings_are_clear_errors(kw, message):
 
 
 def test_train_tokenizer_tool_writes_a_file_token_targets_load(tmp_path, capsys):
-    sys.path.insert(0, str(REPO / 'tools'))
-    import train_tokenizer
+    from mimbench.cli import train_tokenizer
 
     config = tmp_path / 'tiny_tokenizer.py'
     config.write_text(f"_base_ = ['{REPO / 'configs/tokenizer_cifar10.py'}']\n"

@@ -1,19 +1,8 @@
 """The decoder-depth and decoder-width comparison (MAE Table 1a and 1b) as one markdown file with a plot.
 
-    python tools/decoder_tables.py                      # run the missing cells (micro, CPU), write the tables
-    python tools/decoder_tables.py --report             # only rebuild docs/results/decoder.md from the store
-    python tools/decoder_tables.py --seeds 2 --dry-run  # list the cells and their estimated time
-
-The same as ``python tools/ablate.py --axis decoder ...``; every other option of tools/ablate.py applies.
+The code is mimbench/cli/decoder_tables.py; installed, it is also the `mimbench-decoder-tables` command.
 """
-from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from ablate import main  # noqa: E402
+from mimbench.cli.decoder_tables import main
 
 if __name__ == '__main__':
-    main(['--axis', 'decoder', *sys.argv[1:]])
+    main()

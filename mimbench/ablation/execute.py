@@ -30,7 +30,6 @@ from mimbench.lockfile import LockHeld, hold_lock
 from mimbench.machine import resolve_device
 
 Log = Callable[[str], None]
-TRAIN_TOOL = REPO / 'tools' / 'train.py'
 
 
 class CellFailed(RuntimeError):
@@ -98,7 +97,8 @@ def _die_with_parent() -> None:
 
 def train_command(cell: Cell, scale: Scale, config: Path, work_dir: Path, data_root: str | None) -> list[str]:
     """``tools/train.py`` for the cell; under ``torchrun`` when the scale wants several GPUs per cell."""
-    args = [str(TRAIN_TOOL), str(config), '--work-dir', str(work_dir), '--resume', '--seed', str(cell.seed)]
+    args = ['-m', 'mimbench.cli.train', str(config), '--work-dir', str(work_dir), '--resume', '--seed',
+            str(cell.seed)]
     gpus = int(scale.cfg.get('gpus_per_cell', 1))
     if gpus > 1:
         cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={gpus}', *args,
@@ -126,7 +126,10 @@ def pretrain(cell: Cell, scale: Scale, work_dir: Path, *, data_root: str | None 
     cmd = train_command(cell, scale, write_cell_config(cell, work_dir), work_dir, data_root)
     versions = note_code_version(work_dir, code_version())
     log_path = work_dir / 'pretrain.log'
-    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    # the child trains with the very mimbench this process runs (a checkout, a copy of one, or an install)
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ, PYTHONUNBUFFERED='1',
+               PYTHONPATH=os.pathsep.join(p for p in (package_root, os.environ.get('PYTHONPATH')) if p))
     with open(log_path, 'a') as log_file:
         log_file.write(f'$ {" ".join(cmd)}\n')
         log_file.flush()

@@ -1,0 +1,1 @@
+"""The command-line tools: ``tools/<name>.py`` in a checkout, ``mimbench-<name>`` once installed."""

@@ -1,0 +1,235 @@
+"""Regenerate the ablation tables of the MAE and CAE papers: pretrain and evaluate every cell of an axis, then
+write the table (and plot) with the paper's numbers beside ours.
+
+    python tools/ablate.py --axis mask_sampling                  # micro scale, CPU, resumable
+    python tools/ablate.py --axis decoder --seeds 2              # Table 1a + 1b -> docs/results/decoder.md
+    python tools/ablate.py --axis mask_ratio --values 0.1 0.75 --dry-run
+    python tools/ablate.py --axis all --scale paper --launcher slurm --slurm-partition gpu
+    python tools/ablate.py --axis speed                          # wall-clock table (paper Table 2 analog)
+    python tools/ablate.py --report                              # rebuild every table from the store
+    python tools/ablate.py --study schedule                      # the schedule study: every step in order
+    python tools/ablate.py --study schedule --report             # -> docs/results/schedule_study.md
+
+Rerunning a command continues it: finished cells are read from the store, an interrupted one resumes from its
+last checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from mimbench.ablation.axes import AXES, SPECIAL_AXES, AblationError
+from mimbench.ablation.cells import Scale, expand, find_record, fit_missing_bases, restore_weight_files
+from mimbench.ablation.report import GROUPS, write_report, write_status
+from mimbench.ablation.store import ResultStore
+from mimbench.engine.runner import load_config
+from mimbench.errors import USER_ERRORS
+from mimbench.ablation.sweep import LAUNCHERS, SweepSpec, format_duration, run_sweep
+
+AXIS_CHOICES = [*AXES, *GROUPS, *SPECIAL_AXES]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split('\n\n')[1])
+    p.add_argument('--axis', nargs='+', default=[], metavar='AXIS',
+                   help=f'one or more of: {", ".join(AXIS_CHOICES)}')
+    p.add_argument('--values', nargs='+', help="the axis's values to run instead of the paper's rows")
+    p.add_argument('--scale', default='micro', help='micro (CPU, CIFAR-10) or paper (ViT-L, ImageNet), or a '
+                                                    'scale config path (configs/ablation/)')
+    p.add_argument('--seeds', type=int, help="seeds per cell (default: the scale's)")
+    p.add_argument('--finetune', action='store_true', help='also fine-tune every cell (the ft column)')
+    p.add_argument('--evaluations', nargs='+', help="evaluation columns to run (default: the scale's)")
+    p.add_argument('--study', help='run (or with --report, --dry-run: report, list) a study of '
+                                    'configs/studies/, e.g. schedule')
+    p.add_argument('--dry-run', action='store_true', help='list the cells, build each model, estimate the time')
+    p.add_argument('--report', action='store_true', help='only rebuild tables and plots from the store')
+    p.add_argument('--results', default='docs/results', help='where tables and plots go')
+    p.add_argument('--store', help='results store directory (default: <results>/ablation/<scale>)')
+    p.add_argument('--work-root', help='cell work dirs (default: work_dirs/ablation/<scale>)')
+    p.add_argument('--data-root', help="dataset location for pretraining and evaluation")
+    p.add_argument('--workers', type=int, default=1, help='cells run in parallel (one GPU each when GPUs exist)')
+    p.add_argument('--launcher', choices=LAUNCHERS, default='local',
+                   help="'slurm': one submitit job per cell; 'submitit-local': the same on this machine")
+    p.add_argument('--slurm-partition')
+    p.add_argument('--slurm-time', type=int, default=60 * 24 * 3, help='minutes per cell job')
+    p.add_argument('--slurm-cpus', type=int, default=10, help='CPU cores per GPU of a cell job (data loading)')
+    p.add_argument('--slurm-mem', type=int, default=64, help='GB of memory per GPU of a cell job')
+    p.add_argument('--max-iters', type=int, help='stop each pretraining after N iterations (smoke tests)')
+    p.add_argument('--speed-batch', type=int, help="batch size for --axis speed (default 8 at 224 px, else the "
+                                                   "config's)")
+    return p.parse_args(argv)
+
+
+def axis_names(requested: list[str]) -> list[str]:
+    names = []
+    for name in requested:
+        if name == 'all':
+            names += list(AXES)
+        elif name in GROUPS:
+            names += list(GROUPS[name])
+        elif name in AXES or name == 'speed':
+            names.append(name)
+        else:
+            raise AblationError(f"unknown axis {name!r}; valid axes: {', '.join(AXIS_CHOICES)}")
+    return list(dict.fromkeys(names))
+
+
+def run_speed(scale: Scale, args) -> None:
+    from mimbench.ablation.speed import run_speed_axis, speed_cells
+    base = scale.method_config('mae')
+    # 8 images fit a CPU step of ViT-L at 224 px; at micro scale the config's own batch
+    batch = args.speed_batch or (8 if scale.context().img_size >= 224 else
+                                 load_config(base, scale.base_options('mae')).train_dataloader.batch_size)
+    out = Path(args.results) / ('speed.md' if scale.name == 'micro' else f'speed_{scale.name}.md')
+    if args.dry_run:
+        for label, cfg in speed_cells(base, scale.base_options('mae')):
+            print(f'speed: {label} (mask token in encoder: {cfg.model.get("mask_token_in_encoder", False)}, '
+                  f'decoder depth {cfg.model.decoder.depth}), batch {batch}, 2 warm-up + 5 timed steps')
+        return
+    run_speed_axis(base, str(out), batch_size=batch, iters=5, warmup=2, cfg_options=scale.base_options('mae'))
+    print(f'wrote {out}')
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    try:
+        if args.study:
+            return run_study(args)
+        scale = Scale.load(args.scale)
+        names = axis_names(args.axis) if args.axis else ([] if args.report else None)
+        if names is None:
+            raise AblationError(f'give --axis (one or more of: {", ".join(AXIS_CHOICES)}), --report or --study')
+        store_dir = args.store or str(Path(args.results) / 'ablation' / scale.name)
+        store = ResultStore(store_dir)
+        if not args.dry_run:            # an estimate writes nothing: a missing file's cells match by config
+            restore_weight_files(store)  # before any cell key is computed: keys hash the tokenizer's content
+        if args.report:
+            stored = {r['axis'] for r in store.records().values() if r and r.get('scale') == scale.name}
+            if not stored:
+                raise AblationError(f'the store {store_dir} has no records of scale {scale.name!r} yet: run an '
+                                    f'axis first (python tools/ablate.py --axis ...)')
+            report_names = [n for n in names if n != 'speed'] or sorted(stored, key=list(AXES).index)
+            for path in write_report(scale, report_names, store, args.results):
+                print(f'wrote {path}')
+            print(f'wrote {write_status(scale, store, args.results)}')
+            return
+        if 'speed' in names:
+            run_speed(scale, args)
+            names.remove('speed')
+            if not names:
+                return
+        sweep(args.scale, names, args.values, args.seeds or scale.cfg.seeds, store, store_dir, args)
+    except USER_ERRORS as err:     # a bad axis, value, scale, config key or data: one line, not a traceback
+        sys.exit(f'error: {err}')
+
+
+def sweep(scale_ref: str, names: list[str], values: list[str] | None, seeds: int, store: ResultStore,
+          store_dir: str, args) -> None:
+    """Run (or with --dry-run list) the cells of ``names`` x ``values`` x seeds at the scale ``scale_ref``
+    (a name or a config path), then rewrite their tables."""
+    scale = Scale.load(scale_ref)
+    evaluations = list(args.evaluations or scale.cfg.default_evaluations)
+    if args.finetune and 'ft' not in evaluations:
+        evaluations.append('ft')
+    for name in evaluations:
+        scale.evaluation(name)      # an unknown evaluation fails here, listing the valid ones
+    cells = expand(scale, names, seeds, values, max_iters=args.max_iters)
+    if not args.dry_run and fit_missing_bases(cells, args.data_root):   # an estimate writes nothing
+        cells = expand(scale, names, seeds, values, max_iters=args.max_iters)   # keys hash the basis
+    estimate_s = dry_run(scale, cells, evaluations, store, listing=args.dry_run)
+    if args.dry_run:
+        return
+    spec = SweepSpec(scale=scale_ref, store=store_dir,
+                     work_root=args.work_root or str(Path('work_dirs') / 'ablation' / scale.name),
+                     evaluations=evaluations, data_root=args.data_root)
+    # one task per cell job; the cell's torchrun starts one process per GPU inside it
+    gpus = int(scale.cfg.get('gpus_per_cell', 1))
+    slurm = dict(slurm_partition=args.slurm_partition, timeout_min=args.slurm_time, nodes=1,
+                 gpus_per_node=gpus, tasks_per_node=1, cpus_per_task=args.slurm_cpus * gpus,
+                 mem_gb=args.slurm_mem * gpus)
+    start = time.perf_counter()
+    run_sweep(cells, spec, workers=args.workers, launcher=args.launcher, estimate_s=estimate_s, slurm=slurm)
+    print(f'sweep took {format_duration(time.perf_counter() - start)}')
+    # the tables always show every row of the axis (--values only chose what to run)
+    for path in write_report(scale, names, store, args.results):
+        print(f'wrote {path}')
+    print(f'wrote {write_status(scale, store, args.results)}')
+
+
+def run_study(args) -> None:
+    """--study: every step of the study's plan in order (each a sweep that skips what its store holds), then
+    the study's report; --report writes only the report, --dry-run lists every step's cells."""
+    from mimbench.ablation.study import Study, StudyData, plan, write_study_report
+    if args.axis or args.values or args.seeds or args.scale != 'micro' or args.store:
+        raise AblationError('--study runs the scales, axes, values and seeds its config names: leave out '
+                            '--axis, --values, --seeds, --scale and --store')
+    study = Study.load(args.study)
+    stores = {label: ResultStore(Path(args.results) / 'ablation' / name) for label, name in study.schedules.items()}
+    if not args.report:
+        steps = plan(study)
+        for i, step in enumerate(steps, 1):
+            print(f'=== study {study.name}, step {i}/{len(steps)}, {step.label} epochs: {step.command}')
+            store = stores[step.label]
+            if not args.dry_run:
+                restore_weight_files(store)
+            sweep(step.scale, [step.axis], step.values, step.seeds, store, str(store.root), args)
+        if args.dry_run:
+            return
+    for path in write_study_report(study, args.results, StudyData(study, stores)):
+        print(f'wrote {path}')
+
+
+def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, listing: bool) -> float | None:
+    """Build every cell (bad values fail here) and estimate; print the list when ``listing``. Returns the
+    mean estimated seconds per cell still to run (from the store's measured rate when it has one)."""
+    import torch
+    from mimbench.ablation.estimate import device_gflops, estimate_cell, measured_rate
+    from mimbench.ablation.execute import eval_config, missing_evaluations
+    rate, source = device_gflops(scale)
+    measured = None
+    if not scale.cfg.get('device_tflops') and not torch.cuda.is_available():   # the store rate is CPU time
+        configs = {name: eval_config(scale, name) for name in evaluations}
+        measured = measured_rate(store.records().values(), {n: c[2] for n, c in configs.items()},
+                                 extracts=any(c[0] != 'finetune' for c in configs.values()))
+    todo_s = todo_measured_s = 0.0
+    todo = 0
+    rows = []
+    for cell in cells:
+        record = find_record(store, cell, scale)
+        est = estimate_cell(cell, scale, evaluations, rate, record)
+        done = not missing_evaluations(record, scale, evaluations)
+        if not done:
+            todo_s += est.total_s
+            todo_measured_s += measured.total_s(est) if measured else 0.0
+            todo += 1
+        rows.append((cell, est, done))
+    if listing:
+        print(f'{len(cells)} cells at scale {scale.name!r}, evaluations {", ".join(evaluations)}; '
+              f'times estimated at {source}:')
+        unit = 'GPU' if scale.cfg.get('device_tflops') else 'machine'
+        times = 'on one GPU' if unit == 'GPU' else 'on this machine'
+        extra = f' {"at store rate":>13}' if measured else ''
+        print(f'  {"cell":<34} {"key":<16} {"train GFLOPs/img":>16} {"pretrain":>9} {"eval":>8}{extra}  status '
+              f'(times {times})')
+        for cell, est, done in rows:
+            extra = f' {format_duration(measured.total_s(est)):>13}' if measured else ''
+            print(f'  {cell.name:<34} {cell.key:<16} {est.train_gflops:>16.4g} {format_duration(est.pretrain_s):>9}'
+                  f' {format_duration(est.eval_s):>8}{extra}  {"done" if done else "to run"}')
+        print(f'to run: {todo} cells, about {todo_s / 3600:.1f} {unit}-hours')
+        if measured:
+            evals = (f', evaluations {format_duration(measured.eval_s)} a cell' if measured.eval_s is not None
+                     else '')
+            print(f'at the store rate (the {measured.cells} latest cells of this host pretrained at a median '
+                  f'{measured.gflops_per_cpu_s:.0f} GFLOP/s per CPU-second, {measured.low:.0f}-{measured.high:.0f}'
+                  f'{evals}): about {todo_measured_s / 3600:.1f} hours per process (pretraining CPU time + '
+                  f'evaluation wall time), if run the way those cells were')
+    if not todo:
+        return None
+    return (todo_measured_s if measured else todo_s) / todo
+
+
+if __name__ == '__main__':
+    main()
