@@ -18,9 +18,9 @@ from mmengine.config import Config
 from mimbench.ablation.axes import AblationError, Axis, AxisValue, ScaleContext, get_axis
 from mimbench.engine.runner import load_config
 from mimbench.fileio import copy_once
+from mimbench.paths import CHECKOUT, configs_dir, resolve_config
 
-REPO = Path(__file__).resolve().parents[2]
-SCALES_DIR = REPO / 'configs' / 'ablation'
+REPO = CHECKOUT
 # Keys that say where things are, not what is computed: left out of a cell's identity. A tokenizer checkpoint
 # is a location too, but what it holds matters: it enters the identity by content (see config_identity), and so
 # does a fitted PCA basis.
@@ -41,10 +41,14 @@ _OBSERVER_HOOKS = {'LoggerHook', 'IterTimerHook', 'CheckpointHook', 'RuntimeInfo
 
 
 def repo_path(path: str) -> str:
-    """``path`` as given when it exists from here, else relative to the repository (configs name repo paths)."""
+    """``path`` as given when it exists from here; ``configs/...`` in the configs the package uses
+    (:func:`mimbench.paths.resolve_config`); anything else relative to the checkout the package runs from (an
+    installed package: to the working directory). Configs name paths as seen from a checkout's root."""
     if os.path.isabs(path) or os.path.exists(path):
         return path
-    return str(REPO / path)
+    if path.startswith('configs/'):
+        return resolve_config(path)
+    return str(REPO / path) if (REPO / 'configs').is_dir() else path
 
 
 def load_named_config(name_or_path: str, folder: Path, kind: str, kinds: str) -> Config:
@@ -68,7 +72,7 @@ class Scale:
 
     @classmethod
     def load(cls, name_or_path: str) -> Scale:
-        cfg = load_named_config(name_or_path, SCALES_DIR, 'scale', 'scales')
+        cfg = load_named_config(name_or_path, configs_dir() / 'ablation', 'scale', 'scales')
         return cls(cfg.scale, cfg)
 
     def method_config(self, method: str) -> str:

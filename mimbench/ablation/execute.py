@@ -22,9 +22,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from mimbench.ablation.cells import REPO, Cell, Scale, find_record, repo_path, weight_files
+from mimbench.ablation.cells import Cell, Scale, find_record, repo_path, weight_files
 from mimbench.ablation.store import ResultStore, code_version
 from mimbench.machine import host_info
+from mimbench.paths import config_name
 from mimbench.fileio import read_json, write_json_atomic
 from mimbench.lockfile import LockHeld, hold_lock
 from mimbench.machine import resolve_device
@@ -325,7 +326,7 @@ def _run_cell(cell, scale, store, work_dir, evaluations, record, *, data_root, s
     record = dict(
         key=cell.key, scale=cell.scale, axis=cell.axis, value=cell.value.key, label=cell.value.label,
         method=cell.value.method, seed=cell.seed, pretrained=cell.value.pretrain, max_iters=cell.max_iters,
-        config=os.path.relpath(cell.config_path, REPO) if cell.config_path.startswith(str(REPO)) else cell.config_path,
+        config=config_name(cell.config_path),
         options=cell.options, config_text=cfg.pretty_text,
         pretrain=_portable(summary), metrics=metrics, extract_seconds=round(extract_s, 1),
         flops_gflops_per_img=cell_flops(cell), code_version=code_version(),

@@ -22,11 +22,11 @@ from mmengine.config import Config
 
 from mimbench.ablation.axes import AblationError, get_axis
 from mimbench.ablation.cells import REPO, Scale, load_named_config
+from mimbench.paths import configs_dir
 from mimbench.ablation.report import METRIC_NAMES, Row, _cost, axis_rows
 from mimbench.ablation.store import ResultStore
 from mimbench.fileio import save_figure, write_text_atomic
 
-STUDIES_DIR = REPO / 'configs' / 'studies'
 SPREAD_AXIS, SPREAD_VALUE = 'method', 'mae'     # the default cell, reached through the method axis
 
 
@@ -53,7 +53,7 @@ class Study:
 
     @classmethod
     def load(cls, name_or_path: str) -> Study:
-        cfg = load_named_config(name_or_path, STUDIES_DIR, 'study', 'studies')
+        cfg = load_named_config(name_or_path, configs_dir() / 'studies', 'study', 'studies')
         study = cls(cfg.study, cfg)
         for label, scale in study.schedules.items():
             Scale.load(scale)

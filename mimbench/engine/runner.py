@@ -14,6 +14,7 @@ from mimbench.engine.mim_runner import MIMRunner
 from mimbench.errors import MimbenchError
 from mimbench.machine import DTYPES, dtype_name, resolve_dtype
 from mimbench.overrides import apply_overrides
+from mimbench.paths import configs_dir, resolve_config
 from mimbench.registry import DATA_SAMPLERS, DATASETS, HOOKS, LOOPS, MODELS, check_type
 
 # The dataloaders whose dataset ``--data-root`` redirects.
@@ -22,14 +23,18 @@ DATALOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
 def load_config(path: str, cfg_options: dict | None = None, log=print) -> Config:
     """Read a config file (``_base_`` inheritance resolved) and apply ``--cfg-options`` style overrides.
+    ``path`` may also name a shipped config (``mae_micro_cifar10``, ``configs/mae_micro_cifar10.py`` from any
+    folder; :func:`mimbench.paths.resolve_config`).
 
     An override that nothing would read (a misspelled key) raises :class:`~mimbench.overrides.UnknownKeyError`
     naming the closest valid key, before anything runs; one that swaps a part's ``type`` drops the old
     arguments the new type does not take, with a ``note:`` line through ``log`` (see
     :func:`mimbench.overrides.apply_overrides`).
     """
+    path = resolve_config(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f'config file {path} does not exist')
+        raise FileNotFoundError(f'config file {path} does not exist (give a path, or a name of a config in '
+                                f'{configs_dir()}, e.g. mae_micro_cifar10)')
     cfg = Config.fromfile(path)
     if cfg_options:
         options = dict(cfg_options)

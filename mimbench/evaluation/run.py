@@ -25,10 +25,10 @@ from mimbench.errors import MimbenchError
 from mimbench.engine.dist import launch_rank
 from mimbench.machine import device_name, resolve_device
 from mimbench.overrides import Reader, apply_overrides
+from mimbench.paths import configs_dir, resolve_config
 from mimbench.registry import DATASETS
 
 PROTOCOLS = ('linear', 'attentive', 'knn', 'finetune')
-EVAL_CONFIGS = Path(__file__).resolve().parents[2] / 'configs' / 'eval'
 Log = Callable[[str], None]
 # The top-level keys each protocol reads with a default: an eval config may lack them, and an override may add
 # them. Every other key an override sets must already be in the config (see eval_reader).
@@ -59,7 +59,7 @@ def _quiet(_: str) -> None:
 
 def default_eval_config(protocol: str) -> str:
     """``configs/eval/<protocol>_micro.py``: the micro recipe of each protocol."""
-    return str(EVAL_CONFIGS / f'{protocol}_micro.py')
+    return str(configs_dir() / 'eval' / f'{protocol}_micro.py')
 
 
 def load_eval_config(protocol: str, path: str | None = None, options: dict | None = None) -> Config:
@@ -70,7 +70,7 @@ def load_eval_config(protocol: str, path: str | None = None, options: dict | Non
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
-    path = path or default_eval_config(protocol)
+    path = resolve_config(path) if path else default_eval_config(protocol)
     if not os.path.isfile(path):
         raise FileNotFoundError(f'eval config {path} does not exist')
     cfg = Config.fromfile(path)
