@@ -111,5 +111,11 @@ def test_unknown_masker_type_lists_the_available_ones():
         build_mae(masker=dict(type='Checkerboard'))
 
 
-def test_mae_is_exported_and_usable_without_the_runner():
-    assert MAE is type(build_mae())
+def test_mae_is_usable_from_python_without_the_registry_or_the_runner():
+    mae = MAE(encoder=dict(type='ViT', arch='micro', img_size=32, patch_size=4, depth=2),
+              decoder=dict(type='MAEDecoder', embed_dim=64, depth=1, num_heads=2),
+              masker=dict(type='RandomMasker', ratio=0.75), target=dict(type='PixelTarget', normalize=True))
+    losses = mae.loss(torch.randn(2, 3, 32, 32))
+    assert set(losses) == {'loss'} and losses['loss'].ndim == 0
+    losses['loss'].backward()
+    assert mae.encoder.patch_embed.proj.weight.grad.abs().sum() > 0
