@@ -148,10 +148,18 @@ def tiny_model(algorithm):
 
 
 def scored_prediction(model, x, mask):
-    """The prediction ``[B, L, C_t]`` that ``model``'s training loss compares with the target, for ``mask``."""
+    """The prediction that ``model``'s training loss compares with the target, for ``mask``, laid out by patch
+    ``[B, L, C_t]`` (0 where nothing was predicted: the loss takes CAE's and BEiT's removed patches only)."""
+    from mimbench.masking.scatter import scatter_tokens
     scored = []
     real = model.target.loss
-    model.target.loss = lambda pred, imgs, m: scored.append(pred.detach()) or real(pred, imgs, m)
+
+    def keep(pred, imgs, m, ids_masked=None):
+        by_patch = pred if ids_masked is None else scatter_tokens(pred, ids_masked, m.shape[1])
+        scored.append(by_patch.detach())
+        return real(pred, imgs, m, ids_masked)
+
+    model.target.loss = keep
     try:
         with torch.no_grad():
             model.loss(x, mask)
@@ -188,6 +196,21 @@ def test_a_picture_of_a_model_that_predicts_removed_patches_only_draws_them_and_
     assert f'{algorithm} predicts the removed patches only: the visible ones are grey' in rec.caption
 
 
+def test_a_pca_target_is_drawn_through_its_own_basis():
+    """The target owns the way back to pixels: a PCA model's picture is its coefficients through the basis."""
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_config('MAE', dict(type='PCATarget', num_components=8)).model)
+    imgs = images()
+    model.target.train()
+    model.target(model.data_preprocessor.normalize(imgs))            # fits the basis, as the first batch would
+    rec = reconstruct(model, imgs, generator=torch.Generator().manual_seed(0))
+    x = model.data_preprocessor.normalize(imgs)
+    drawn = model.target.inverse(model.reconstruct(x, rec.mask))     # [B, L, 48] patches
+    expected = model.data_preprocessor.denormalize(unpatchify(drawn, 4, (4, 4)))
+    torch.testing.assert_close(rec.reconstruction, expected)
+    assert 'principal components' in rec.caption
+
+
 def test_the_visualize_tool_draws_a_cae_checkpoint(tmp_path, capsys):
     make_checkpoint(tmp_path / 'ckpt.pth', cfg=tiny_config('CAE'))
     rec = load_tool('visualize').main([str(tmp_path / 'ckpt.pth'), '--out', str(tmp_path / 'recon.png'),
@@ -208,7 +231,7 @@ def test_visualize_on_a_token_target_checkpoint_stops_with_one_error_line_saying
     assert message.startswith('error: ') and '\n' not in message
     assert f'no reconstruction picture for {algorithm} with a TokenTarget' in message
     assert 'it predicts tokenizer code ids, not pixels' in message
-    assert 'pictures are drawn for MAE, CAE and BEiT-style models with a PixelTarget' in message
+    assert 'pictures are drawn for MAE, CAE and BEiT-style models with a PixelTarget or a PCATarget' in message
     assert not (tmp_path / 'recon.png').exists()
 
 

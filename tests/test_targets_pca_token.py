@@ -193,3 +193,27 @@ def test_vocabulary_size_that_differs_from_the_tokenizer_is_a_clear_error(tmp_pa
 def test_tokenizer_grid_that_differs_from_the_patch_grid_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match='one token per 2x2 pixels but the encoder patch_size is 4'):
         TokenTarget(patch_size=4, checkpoint=make_tokenizer_file(tmp_path / 't.pth', downsample=2))
+
+
+@pytest.mark.parametrize('kind', ['pixel', 'norm_pixel', 'pca', 'token'])
+def test_a_target_scores_predictions_of_the_removed_patches_alone_as_it_scores_them_in_place(kind, tmp_path):
+    """CAE and BEiT-style predict the removed patches only: given their positions, a target takes those
+    predictions as they come and gives the loss it gives the same values laid out at every patch."""
+    from mimbench.masking import split_indices
+    from mimbench.masking.indices import gather_tokens
+    from mimbench.targets import PixelTarget
+    makers = {'pixel': lambda: PixelTarget(4), 'norm_pixel': lambda: PixelTarget(4, normalize=True),
+              'pca': lambda: PCATarget(4, num_components=8).train(),
+              'token': lambda: TokenTarget(4, checkpoint=make_tokenizer_file(tmp_path / 't.pth', vocab_size=16))}
+    target = makers[kind]()
+    imgs = torch.randn(3, 3, 16, 16)
+    target(imgs)                                           # PCA fits its basis on this first training batch
+    mask = torch.zeros(3, 16, dtype=torch.bool)
+    for row, cols in enumerate(([0, 5, 9, 12], [1, 2, 3, 15], [4, 7, 8, 11])):
+        mask[row, cols] = True
+    full = torch.randn(3, 16, target.channels)
+    ids_masked = split_indices(mask).ids_masked            # [B, 4]
+    alone = gather_tokens(full, ids_masked)                # [B, 4, C]: the removed patches' predictions only
+    torch.testing.assert_close(target.loss(alone, imgs, mask, ids_masked), target.loss(full, imgs, mask))
+    with pytest.raises(ValueError, match=f'needs {target.channels}'):
+        target.loss(alone[..., :-1], imgs, mask, ids_masked)

@@ -47,15 +47,21 @@ class BEiT(BaseAlgorithm):
                              f'{self.target.channels} (e.g. the tokenizer vocabulary); leave out_dim out of the '
                              f'head config')
 
-    def reconstruct(self, imgs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Predict the target at the removed patches: imgs ``[B, C, H, W]``, mask ``[B, L]`` -> ``[B, L, C_t]``,
-        0 where visible."""
+    def predict_masked(self, imgs: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The target predicted at the removed patches: imgs ``[B, C, H, W]``, mask ``[B, L]`` ->
+        (``[B, Lm, C_t]``, their positions ``ids_masked [B, Lm]``)."""
         latent = self.encoder.forward_masked(imgs, mask)[:, 1:]                  # [B, L, D], [M] where masked
         ids_masked = split_indices(mask).ids_masked                              # [B, Lm]
-        pred = self.head(gather_tokens(latent, ids_masked))                      # [B, Lm, C_t]
-        return scatter_tokens(pred, ids_masked, mask.shape[1])                   # [B, L, C_t], 0 where visible
+        return self.head(gather_tokens(latent, ids_masked)), ids_masked          # [B, Lm, C_t]
+
+    @torch.no_grad()
+    def reconstruct(self, imgs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """:meth:`predict_masked` laid out by patch for pictures: ``[B, L, C_t]``, 0 where visible."""
+        pred, ids_masked = self.predict_masked(imgs, mask)
+        return scatter_tokens(pred, ids_masked, mask.shape[1])
 
     def loss(self, imgs: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         if mask is None:
             mask = self.masker(imgs.shape[0], device=imgs.device)                 # [B, L], True = removed
-        return {'loss': self.target.loss(self.reconstruct(imgs, mask), imgs, mask)}
+        pred, ids_masked = self.predict_masked(imgs, mask)
+        return {'loss': self.target.loss(pred, imgs, mask, ids_masked)}

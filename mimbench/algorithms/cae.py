@@ -123,9 +123,8 @@ class CAE(BaseAlgorithm):
         pred_latent = self.regressor(latent, ids.ids_keep, ids.ids_masked)       # [B, Lm, D]
         target_latent = self.teacher_latents(imgs, ids.ids_masked)               # [B, Lm, D]
         pred = self.decoder(pred_latent, ids.ids_masked)                         # [B, Lm, C_t]
-        pred = scatter_tokens(pred, ids.ids_masked, mask.shape[1])               # [B, L, C_t], 0 where visible
         loss_align = F.mse_loss(pred_latent.float(), target_latent.float())
-        return {'loss_decode': self.target.loss(pred, imgs, mask),
+        return {'loss_decode': self.target.loss(pred, imgs, mask, ids.ids_masked),
                 'loss_align': self.align_weight * loss_align}
 
     @torch.no_grad()

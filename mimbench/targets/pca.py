@@ -8,12 +8,11 @@ from numbers import Integral
 import torch
 import torch.distributed as dist
 from mmengine.logging import print_log
-from torch import nn
 
 from mimbench.fileio import atomic_path
 from mimbench.models.patches import patchify
 from mimbench.registry import TARGETS
-from mimbench.targets.pixel import masked_mean
+from mimbench.targets.base import Target
 
 
 def fit_pca(patches: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -35,7 +34,7 @@ def fit_pca(patches: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 @TARGETS.register_module()
-class PCATarget(nn.Module):
+class PCATarget(Target):
     """Per-patch coefficients on the first ``num_components`` principal components of training patches, MSE on
     removed patches only.
 
@@ -60,7 +59,8 @@ class PCATarget(nn.Module):
 
     ``channels`` = K. ``forward(imgs [B, C, H, W])`` -> coefficients ``[B, L, K]``;
     ``inverse(coeffs [B, L, K])`` -> patches ``[B, L, P]`` (the projection of the patch on the kept components);
-    ``loss(pred [B, L, K], imgs, mask [B, L])`` -> mean over removed patches of the per-patch MSE.
+    ``loss(pred, imgs, mask[, ids_masked])`` -> mean over removed patches of the per-patch MSE
+    (:meth:`~mimbench.targets.base.Target.loss`).
     """
 
     def __init__(self, patch_size: int, in_chans: int = 3, num_components: int = 16,
@@ -137,15 +137,15 @@ class PCATarget(nn.Module):
             coeffs = (patches - self.mean) @ self.components.t()             # [B, L, K]
             return coeffs / (self.variances + self.eps).sqrt() if self.whiten else coeffs
 
-    def inverse(self, coeffs: torch.Tensor) -> torch.Tensor:
-        """Coefficients ``[B, L, K]`` (whitened if ``whiten``) -> patches ``[B, L, P]``."""
+    def inverse(self, coeffs: torch.Tensor, imgs: torch.Tensor | None = None) -> torch.Tensor:
+        """Coefficients ``[B, L, K]`` (whitened if ``whiten``) -> patches ``[B, L, P]`` (``imgs`` unused: the
+        basis alone maps back)."""
         if self.whiten:
             coeffs = coeffs * (self.variances + self.eps).sqrt()
         return coeffs @ self.components + self.mean
 
-    def loss(self, pred: torch.Tensor, imgs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        per_patch = (pred.float() - self(imgs)).pow(2).mean(dim=-1)          # [B, L]
-        return masked_mean(per_patch, mask)
+    def per_patch_loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return (pred.float() - target).pow(2).mean(dim=-1)
 
 
 def pca_targets(cfg) -> list[dict]:

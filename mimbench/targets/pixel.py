@@ -2,20 +2,14 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from mimbench.models.patches import patchify
 from mimbench.registry import TARGETS
-
-
-def masked_mean(per_patch: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``per_patch [B, L]`` over the removed positions of ``mask [B, L]`` (True = removed)."""
-    weights = mask.to(per_patch.dtype)
-    return (per_patch * weights).sum() / weights.sum().clamp_min(1)
+from mimbench.targets.base import Target
 
 
 @TARGETS.register_module()
-class PixelTarget(nn.Module):
+class PixelTarget(Target):
     """Per-patch pixel values as the reconstruction target, MSE on removed patches only.
 
     Args:
@@ -25,7 +19,9 @@ class PixelTarget(nn.Module):
 
     ``channels`` = p*p*C, the width a prediction head must output.
     ``forward(imgs [B, C, H, W])`` -> target ``[B, L, p*p*C]``.
-    ``loss(pred [B, L, p*p*C], imgs, mask [B, L])`` -> scalar: mean over removed patches of the per-patch MSE.
+    ``loss(pred, imgs, mask[, ids_masked])`` -> scalar: mean over removed patches of the per-patch MSE
+    (see :meth:`Target.loss`). ``inverse(pred, imgs)`` -> pixel patches: a normalized prediction is mapped
+    back with the mean and variance of the ground-truth patch, the only statistics there are.
     """
 
     def __init__(self, patch_size: int, in_chans: int = 3, normalize: bool = False, eps: float = 1e-6):
@@ -43,7 +39,14 @@ class PixelTarget(nn.Module):
             target = (target - mean) / (var + self.eps).sqrt()
         return target
 
-    def loss(self, pred: torch.Tensor, imgs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        target = self(imgs)
-        per_patch = (pred.float() - target.float()).pow(2).mean(dim=-1)   # [B, L]
-        return masked_mean(per_patch, mask)
+    def per_patch_loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return (pred.float() - target.float()).pow(2).mean(dim=-1)
+
+    def inverse(self, pred: torch.Tensor, imgs: torch.Tensor) -> torch.Tensor:
+        """Predictions ``[B, L, p*p*C]`` -> pixel patches of the (normalized) image ``imgs``."""
+        if not self.normalize:
+            return pred
+        patches = patchify(imgs, self.patch_size)
+        mean = patches.mean(dim=-1, keepdim=True)
+        var = patches.var(dim=-1, keepdim=True)
+        return pred * (var + self.eps).sqrt() + mean

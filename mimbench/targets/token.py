@@ -12,6 +12,7 @@ from torch import nn
 
 from mimbench.fileio import atomic_path
 from mimbench.registry import ENCODERS, TARGETS
+from mimbench.targets.base import Target
 
 DEFAULT_CHECKPOINT = 'work_dirs/tokenizer_cifar10/tokenizer.pth'
 MAKE_ONE = 'python tools/train_tokenizer.py configs/tokenizer_cifar10.py'
@@ -80,7 +81,7 @@ def load_tokenizer(path: str) -> tuple[nn.Module, dict]:
 
 
 @TARGETS.register_module()
-class TokenTarget(nn.Module):
+class TokenTarget(Target):
     """Token ids of a frozen tokenizer as the target, cross-entropy on removed patches only.
 
     Args:
@@ -94,7 +95,8 @@ class TokenTarget(nn.Module):
 
     ``channels`` = vocabulary size V, the width of the logits a head must output.
     ``forward(imgs [B, C, H, W])`` -> ids ``[B, L]`` long in [0, V).
-    ``loss(pred [B, L, V] logits, imgs, mask [B, L])`` -> scalar: mean cross-entropy over removed patches.
+    ``loss(pred, imgs, mask[, ids_masked])`` -> scalar: mean cross-entropy of the logits over removed patches
+    (:meth:`~mimbench.targets.base.Target.loss`).
     """
 
     def __init__(self, patch_size: int, in_chans: int = 3, checkpoint: str = DEFAULT_CHECKPOINT,
@@ -131,9 +133,6 @@ class TokenTarget(nn.Module):
         with torch.autocast(device_type=imgs.device.type, enabled=False):
             return self.tokenizer.tokenize(imgs.float() * self.scale + self.shift)
 
-    def loss(self, pred: torch.Tensor, imgs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        ids = self(imgs)
-        if pred.shape[-1] != self.channels:
-            raise ValueError(f'prediction has {pred.shape[-1]} logits per patch, the tokenizer vocabulary is '
-                             f'{self.channels}')
-        return F.cross_entropy(pred[mask].float(), ids[mask])
+    def per_patch_loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of logits ``pred [B, N, V]`` against code ids ``target [B, N]`` -> ``[B, N]``."""
+        return F.cross_entropy(pred.float().flatten(0, 1), target.flatten(), reduction='none').view(target.shape)
