@@ -333,6 +333,12 @@ def status_table(scale: Scale, store: ResultStore, out_dir: str | Path | None = 
                       f'CPU-hours) {"are" if len(hidden) > 1 else "is"} in no table: {why_not_shown(hidden)}. '
                       f'The store keeps {"them" if len(hidden) > 1 else "it"}'
                       + (f': {", ".join(sorted(r["key"] for r in hidden))}.' if len(hidden) <= 8 else '.')]
+    if out_dir is not None:
+        others = sorted(Path(out_dir).glob('ablation_status_*.md'))
+        studies = sorted(Path(out_dir).glob('*_study.md'))
+        if scale.name == 'micro' and (others or studies):
+            lines += ['', 'Other scales and studies: ' + ', '.join(f'[{p.stem}]({p.name})' for p in others + studies)
+                      + '.']
     lines.append('')
     return '\n'.join(lines)
 
