@@ -726,3 +726,15 @@ def test_a_scale_on_the_device_data_path_makes_other_cells_and_trains_them_there
     assert a.config().pretty_text == b.config().pretty_text and a.key != b.key
     assert '--device-data' in train_command(b, device, Path('c.py'), Path('w'), None)
     assert '--device-data' not in train_command(a, bf16, Path('c.py'), Path('w'), None)
+
+
+def test_a_cell_trained_on_another_dataset_than_its_scales_is_not_recorded(micro):
+    """The data root is a location, not part of a cell's key: a --data-root holding a subset would otherwise
+    store its results under the full dataset's cells. The iterations trained give it away."""
+    from mimbench.ablation.execute import CellFailed, check_trained_iterations, expected_iterations
+    cell = make_cell(micro, get_axis('method'), get_axis('method').values(micro.context(), ['mae'])[0], 0)
+    assert expected_iterations(cell, micro) == 975                         # 5 epochs of 50,000 // 256
+    check_trained_iterations(cell, micro, dict(iters=975))
+    with pytest.raises(CellFailed, match="trained 95 iterations where scale 'micro' takes 975 \\(50,000 training"):
+        check_trained_iterations(cell, micro, dict(iters=95))
+    assert expected_iterations(make_cell(micro, get_axis('method'), cell.value, 0, max_iters=20), micro) is None

@@ -153,6 +153,31 @@ def pretrain(cell: Cell, scale: Scale, work_dir: Path, *, data_root: str | None 
     return summary
 
 
+def expected_iterations(cell: Cell, scale: Scale) -> int | None:
+    """The iterations a full run of the cell takes on the scale's dataset (``num_train_images``), as
+    ``MIMTrainLoop`` counts them; None when the scale does not say its dataset size or the run is cut short."""
+    images = scale.cfg.get('num_train_images')
+    if not images or cell.max_iters:
+        return None
+    cfg = cell.config()
+    world = int(scale.cfg.get('gpus_per_cell', 1))
+    per_epoch = -(-int(images) // world) // int(cfg.train_dataloader.batch_size)      # per rank, drop_last
+    return max(1, round(float(cfg.train_cfg.max_epochs) * per_epoch))
+
+
+def check_trained_iterations(cell: Cell, scale: Scale, summary: dict | None) -> None:
+    """Refuse to record a cell trained on another dataset than its scale's: the data root is a location, not
+    part of a cell's key, so a --data-root with another dataset (a subset, say) would otherwise store its
+    results under the full dataset's cells."""
+    expected = expected_iterations(cell, scale)
+    done = (summary or {}).get('iters')
+    if expected is not None and done is not None and done != expected:
+        raise CellFailed(f'{cell.name} trained {done} iterations where scale {scale.name!r} takes {expected} '
+                         f'({scale.cfg.num_train_images:,} training images): the data it read is not the '
+                         f"scale's dataset. Another dataset is another scale: a scale config with its own "
+                         f'num_train_images (and store)')
+
+
 def note_code_version(work_dir: Path, version: str) -> list[str]:
     """Add ``version`` to the cell's ``code_versions.json`` unless it is already the last entry; return the list.
 
@@ -306,6 +331,7 @@ def _run_cell(cell, scale, store, work_dir, evaluations, record, *, data_root, s
                          f'work dir back, or delete {store.path(cell.key)} to run the cell again from scratch')
     summary = pretrain(cell, scale, work_dir, data_root=data_root, stream=stream, log=log) \
         if cell.value.pretrain else None
+    check_trained_iterations(cell, scale, summary)
     checkpoint = summary['checkpoint'] if summary else None
     metrics = dict(record['metrics']) if record else {}
     missing = missing_evaluations(record, scale, evaluations)

@@ -18,7 +18,7 @@ passed, what failed and why:
   3. bench_*: MAE, CAE and BEiT-style ViT-B/16 train steps in bf16 on synthetic images (tools/benchmark.py),
      MAE also compiled;
   4. cell: one micro_bf16_device ablation cell end to end (pretraining on the device data path + every
-     default evaluation) on the CIFAR-10 subset, on the GPU.
+     default evaluation) on the CIFAR-10 subset (its own scale, 'devcheck': 5,000 training images), on the GPU.
 """
 from __future__ import annotations
 
@@ -151,10 +151,15 @@ def main(argv=None) -> None:
     if 'cell' not in args.skip:
         work = Path('/tmp/devcheck')
         shutil.rmtree(work, ignore_errors=True)
-        step = check.run('cell', [py, 'tools/ablate.py', '--scale', 'micro_bf16_device', '--axis', 'method',
+        work.mkdir(parents=True)
+        # the subset is another dataset, so another scale: the micro_bf16_device cells on 5,000 images
+        scale = work / 'devcheck.py'
+        scale.write_text(f"_base_ = ['{REPO / 'configs/ablation/micro_bf16_device.py'}']\nscale = 'devcheck'\n"
+                         f"num_train_images = {SUBSET['train'] * 10}\n")
+        step = check.run('cell', [py, 'tools/ablate.py', '--scale', str(scale), '--axis', 'method',
                                   '--values', 'mae', '--seeds', '1', '--data-root', str(PREPARED / 'cifar10'),
                                   '--results', str(work / 'results'), '--work-root', str(work / 'cells')], 200)
-        records = sorted((work / 'results' / 'ablation' / 'micro_bf16_device').glob('*.json'))
+        records = sorted((work / 'results' / 'ablation' / 'devcheck').glob('*.json'))
         if records:
             record = json.loads(records[0].read_text())
             step['result'] = {k: record.get(k) for k in ('metrics', 'pretrain', 'extract_seconds',
