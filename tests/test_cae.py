@@ -341,8 +341,9 @@ def test_under_two_process_ddp_the_teacher_follows_the_momentum_rule_as_in_one_p
     train = [str(repo / 'tools/train.py'), str(config), '--max-iters', '4']
     subprocess.run([sys.executable, *train, '--work-dir', str(tmp_path / 'one'), '--cfg-options',
                     'train_dataloader.batch_size=16'], env=env, check=True, capture_output=True)
-    ddp = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port',
-                          '29531', *train, '--launcher', 'pytorch', '--work-dir', str(tmp_path / 'two'),
+    # --standalone: torchrun picks a free port (a fixed one can still be held by an earlier test's socket)
+    ddp = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--standalone',
+                          *train, '--launcher', 'pytorch', '--work-dir', str(tmp_path / 'two'),
                           '--cfg-options', 'train_dataloader.batch_size=8'], env=env, capture_output=True, text=True)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     a = load_local_checkpoint(str(tmp_path / 'one/iter_4.pth'))['state_dict']

@@ -460,8 +460,8 @@ def test_fine_tuning_under_torchrun_trains_data_parallel_and_rank_0_writes_the_r
     config = tmp_path / 'finetune_tiny.py'
     config.write_text(eval_config('finetune', batch_size=8).pretty_text)
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(REPO))
-    out = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port',
-                          '29531', str(REPO / 'tools/eval.py'), str(tmp_path / 'run/iter_2.pth'), '--protocol',
+    out = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--standalone',
+                          str(REPO / 'tools/eval.py'), str(tmp_path / 'run/iter_2.pth'), '--protocol',
                           'finetune', '--config-eval', str(config), '--launcher', 'pytorch', '--device', 'cpu',
                           '--max-iters', '3', '--out', str(tmp_path / 'ft.json')],
                          env=env, capture_output=True, text=True, timeout=300)

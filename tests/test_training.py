@@ -258,7 +258,7 @@ def test_two_process_cpu_ddp_matches_one_process(tmp_path):
     subprocess.run([sys.executable, str(REPO / 'tools/train.py'), TINY, '--work-dir', str(tmp_path / 'one'),
                     *common, 'train_dataloader.batch_size=16'], env=_env(), check=True, capture_output=True)
     ddp = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
-                          '--master_port', '29517', str(REPO / 'tools/train.py'), TINY, '--launcher', 'pytorch',
+                          '--standalone', str(REPO / 'tools/train.py'), TINY, '--launcher', 'pytorch',
                           '--work-dir', str(tmp_path / 'two'), *common, 'train_dataloader.batch_size=8'],
                          env=_env(), capture_output=True, text=True)
     assert ddp.returncode == 0, ddp.stderr[-3000:]

@@ -24,7 +24,7 @@ from mmengine.model import is_model_wrapper
 
 from mimbench.data import unaugmented_split
 from mimbench.engine.checkpoint import load_local_checkpoint
-from mimbench.engine.dist import LAUNCHERS
+from mimbench.engine.dist import LAUNCHERS, finish_distributed
 from mimbench.engine.runner import DictAction, apply_cli, build_runner, load_config
 from mimbench.errors import USER_ERRORS
 from mimbench.models.tokenizer import codebook_usage
@@ -84,10 +84,16 @@ def main(argv=None) -> None:
             iterations = None
         else:
             runner = build_runner(cfg)
-            runner.train()
+            try:
+                runner.train()
+            except BaseException:
+                finish_distributed(wait=False)
+                raise
             model = runner.model.module if is_model_wrapper(runner.model) else runner.model
             iterations = runner.iter
-        if get_rank() != 0:
+        rank = get_rank()
+        finish_distributed()      # rank 0 measures the tokenizer alone
+        if rank != 0:
             return
         eval_cfg = cfg.get('tokenizer_eval', dict(split='test', num_images=10000, batch_size=500, pipeline=[]))
         dataset = unaugmented_split(cfg.train_dataloader.dataset, eval_cfg['split'],

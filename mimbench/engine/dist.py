@@ -38,3 +38,14 @@ def launch_rank(launcher: str) -> int:
     if launcher == 'none':
         return 0
     return int(os.environ.get('RANK', os.environ.get('SLURM_PROCID', 0)))
+
+
+def finish_distributed(wait: bool = True) -> None:
+    """Tear the process group down before the interpreter exits: left to exit, a gloo group's threads are
+    destroyed while still joinable and a rank can abort ('terminate called without an active exception'),
+    failing a run that has finished its work. ``wait``: first wait for every rank (not after a failure, which
+    the other ranks may never reach)."""
+    if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
+        dist.destroy_process_group()
