@@ -10,10 +10,14 @@ PACKAGE = Path(__file__).resolve().parent
 CHECKOUT = PACKAGE.parent      # the repository root when running from a checkout
 
 
+def in_checkout() -> bool:
+    """Whether this package runs from a checkout (its ``configs/`` beside it), not from an install."""
+    return (CHECKOUT / 'configs' / '_base_').is_dir()
+
+
 def configs_dir() -> Path:
     """The checkout's ``configs/`` when this package runs from one, else the copy inside the package."""
-    here = CHECKOUT / 'configs'
-    return here if (here / '_base_').is_dir() else PACKAGE / 'configs'
+    return CHECKOUT / 'configs' if in_checkout() else PACKAGE / 'configs'
 
 
 def resolve_config(path: str | os.PathLike) -> str:

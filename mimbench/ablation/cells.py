@@ -18,7 +18,7 @@ from mmengine.config import Config
 from mimbench.ablation.axes import AblationError, Axis, AxisValue, ScaleContext, get_axis
 from mimbench.engine.runner import load_config
 from mimbench.fileio import copy_once
-from mimbench.paths import CHECKOUT, configs_dir, resolve_config
+from mimbench.paths import CHECKOUT, configs_dir, in_checkout, resolve_config
 
 REPO = CHECKOUT
 # Keys that say where things are, not what is computed: left out of a cell's identity. A tokenizer checkpoint
@@ -48,7 +48,7 @@ def repo_path(path: str) -> str:
         return path
     if path.startswith('configs/'):
         return resolve_config(path)
-    return str(REPO / path) if (REPO / 'configs').is_dir() else path
+    return str(REPO / path) if in_checkout() else path
 
 
 def load_named_config(name_or_path: str, folder: Path, kind: str, kinds: str) -> Config:
@@ -303,8 +303,9 @@ def fit_missing_bases(cells: list[Cell], data_root: str | None = None, log=print
     return written
 
 
-# (record key, amp, device_data) -> the key the record's config gets on this machine; configs do not change under a run.
-_KEY_HERE: dict[tuple[str, bool], str | None] = {}
+# (record key, amp, device_data) -> the key the record's config gets on this machine; configs do not change
+# under a run.
+_KEY_HERE: dict[tuple[str, bool, bool], str | None] = {}
 _KEPT_NAME = re.compile(r'[0-9a-f]{16}')
 
 

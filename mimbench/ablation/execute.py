@@ -24,11 +24,10 @@ from pathlib import Path
 
 from mimbench.ablation.cells import Cell, Scale, find_record, repo_path, weight_files
 from mimbench.ablation.store import ResultStore, code_version
-from mimbench.machine import host_info
-from mimbench.paths import config_name
 from mimbench.fileio import read_json, write_json_atomic
 from mimbench.lockfile import LockHeld, hold_lock
-from mimbench.machine import resolve_device
+from mimbench.machine import host_info, resolve_device
+from mimbench.paths import CHECKOUT, config_name
 
 Log = Callable[[str], None]
 
@@ -128,9 +127,8 @@ def pretrain(cell: Cell, scale: Scale, work_dir: Path, *, data_root: str | None 
     versions = note_code_version(work_dir, code_version())
     log_path = work_dir / 'pretrain.log'
     # the child trains with the very mimbench this process runs (a checkout, a copy of one, or an install)
-    package_root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ, PYTHONUNBUFFERED='1',
-               PYTHONPATH=os.pathsep.join(p for p in (package_root, os.environ.get('PYTHONPATH')) if p))
+               PYTHONPATH=os.pathsep.join(p for p in (str(CHECKOUT), os.environ.get('PYTHONPATH')) if p))
     with open(log_path, 'a') as log_file:
         log_file.write(f'$ {" ".join(cmd)}\n')
         log_file.flush()

@@ -21,7 +21,7 @@ from pathlib import Path
 from mmengine.config import Config
 
 from mimbench.ablation.axes import AblationError, get_axis
-from mimbench.ablation.cells import REPO, Scale, load_named_config
+from mimbench.ablation.cells import Scale, load_named_config
 from mimbench.paths import configs_dir
 from mimbench.ablation.report import METRIC_NAMES, Row, _cost, axis_rows
 from mimbench.ablation.store import ResultStore
@@ -127,14 +127,16 @@ def pooled_sd(rows: list[Row], metric: str) -> tuple[float | None, int]:
 
 
 class StudyData:
-    """The study's rows at every schedule, read once from the stores."""
+    """The study's rows at every schedule, read once from the stores: ``stores`` by schedule, else each scale's
+    store under ``results`` (``<results>/ablation/<scale>``, as tools/ablate.py keeps them)."""
 
-    def __init__(self, study: Study, stores: dict[int, ResultStore] | None = None):
+    def __init__(self, study: Study, stores: dict[int, ResultStore] | None = None,
+                 results: str | Path = 'docs/results'):
         self.study = study
         self.rows: dict[int, dict[str, list[Row]]] = {}
         for label, scale_name in study.schedules.items():
             scale = Scale.load(scale_name)
-            store = (stores or {}).get(label) or ResultStore(REPO / 'docs' / 'results' / 'ablation' / scale_name)
+            store = (stores or {}).get(label) or ResultStore(Path(results) / 'ablation' / scale_name)
             self.rows[label] = {axis: axis_rows(scale, get_axis(axis), store, list(values))
                                 for axis, values in study.cfg.rows.items()}
 
@@ -253,7 +255,7 @@ def plot_study(data: StudyData, metrics: tuple[str, ...], path: str | Path) -> P
 def write_study_report(study: Study, out_dir: str | Path, data: StudyData | None = None) -> list[Path]:
     """``<out_dir>/<study>_study.md`` and ``.png`` from the stores. Returns the paths written."""
     out_dir = Path(out_dir)
-    data = data or StudyData(study)
+    data = data or StudyData(study, results=out_dir)
     scale0 = study.scale(min(study.schedules))
     check = scale0.cfg.get('check_metric', 'lin')
     metrics = tuple(dict.fromkeys((check, 'lin')))

@@ -31,7 +31,9 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from mimbench.paths import CHECKOUT
+
+REPO = CHECKOUT      # the checkout: this check runs tools/ and configs/ from it
 PREPARED = REPO / '.devcheck'
 # mmengine and what it needs that the GPU image lacks (its other needs, numpy, pyyaml, rich, matplotlib and
 # opencv, are there); versions as installed here

@@ -16,7 +16,7 @@ import argparse
 import json
 import sys
 
-from mimbench.engine.dist import finish_distributed
+from mimbench.engine.dist import ends_process_group
 from mimbench.engine.runner import DictAction
 from mimbench.errors import USER_ERRORS
 from mimbench.evaluation import PROTOCOLS, benchmark, evaluate, load_eval_config
@@ -63,15 +63,11 @@ def main(argv=None) -> dict:
             print(json.dumps(result, indent=2))
             return result
         eval_cfg = load_eval_config(args.protocol, args.config_eval, args.cfg_options)
-        try:
+        with ends_process_group():
             record = evaluate(args.protocol, args.checkpoint, scratch=args.scratch, config=args.config,
                               eval_cfg=eval_cfg, data_root=args.data_root, seed=args.seed, cache_dir=args.cache_dir,
                               out=args.out, max_iters=args.max_iters, device=args.device, launcher=args.launcher,
                               log=lambda s: print(s, flush=True))
-        except BaseException:
-            finish_distributed(wait=False)
-            raise
-        finish_distributed()
     except USER_ERRORS as err:      # bad data, config, checkpoint or command line: one line, not a traceback
         sys.exit(f'error: {err}')
     print(f'{args.protocol} top-1: {record["accuracy"]:.2f}%  ({record["wall_time_s"]:.0f} s; '

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mimbench.engine.dist import LAUNCHERS, finish_distributed
+from mimbench.engine.dist import LAUNCHERS, ends_process_group
 from mimbench.engine.runner import DictAction, apply_cli, build_runner, load_config
 from mimbench.errors import USER_ERRORS
 from mimbench.targets.pca import fit_basis_file
@@ -49,12 +49,8 @@ def main(argv=None) -> None:
         # A PCA target's basis is fitted from real images and written once before training, so that every run
         # and every ablation cell naming that file reads the same basis.
         fit_basis_file(cfg)
-        try:
+        with ends_process_group():
             build_runner(cfg).train()
-        except BaseException:
-            finish_distributed(wait=False)
-            raise
-        finish_distributed()
     except USER_ERRORS as err:  # bad data, config or command line: one clear line, not a traceback
         sys.exit(f'error: {err}')
 

@@ -24,7 +24,7 @@ from mmengine.model import is_model_wrapper
 
 from mimbench.data import unaugmented_split
 from mimbench.engine.checkpoint import load_local_checkpoint
-from mimbench.engine.dist import LAUNCHERS, finish_distributed
+from mimbench.engine.dist import LAUNCHERS, ends_process_group
 from mimbench.engine.runner import DictAction, apply_cli, build_runner, load_config
 from mimbench.errors import USER_ERRORS
 from mimbench.models.tokenizer import codebook_usage
@@ -81,18 +81,14 @@ def main(argv=None) -> None:
                 sys.exit(f'error: no checkpoint in {work_dir}; train first without --eval-only')
             model = MODELS.build(cfg.model)
             model.load_state_dict(load_local_checkpoint(last.read_text().strip())['state_dict'])
-            iterations = None
+            iterations, rank = None, get_rank()
         else:
             runner = build_runner(cfg)
-            try:
+            rank = get_rank()
+            with ends_process_group():         # rank 0 then measures the tokenizer alone
                 runner.train()
-            except BaseException:
-                finish_distributed(wait=False)
-                raise
             model = runner.model.module if is_model_wrapper(runner.model) else runner.model
             iterations = runner.iter
-        rank = get_rank()
-        finish_distributed()      # rank 0 measures the tokenizer alone
         if rank != 0:
             return
         eval_cfg = cfg.get('tokenizer_eval', dict(split='test', num_images=10000, batch_size=500, pipeline=[]))

@@ -6,7 +6,9 @@ skips its own initialization) and wrap without ``device_ids``.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 import torch
 import torch.distributed as dist
@@ -49,3 +51,15 @@ def finish_distributed(wait: bool = True) -> None:
         if wait:
             dist.barrier()
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def ends_process_group() -> Iterator[None]:
+    """Run the block, then :func:`finish_distributed`: waiting for every rank after success, not after a
+    failure (the other ranks may never get there)."""
+    try:
+        yield
+    except BaseException:
+        finish_distributed(wait=False)
+        raise
+    finish_distributed()

@@ -272,11 +272,13 @@ def finetune(encoder: nn.Module, preprocessor: nn.Module, train_set: Dataset, te
     optim_wrapper = AutocastOptimWrapper(opt, **wrapper_args) if amp else OptimWrapper(opt, **wrapper_args)
     temp = tempfile.TemporaryDirectory(prefix='mimbench_finetune_') if work_dir is None else None
     run_dir = Path(work_dir or temp.name)
-    recipe = dict(identity=identity, epochs=epochs, batch_size=batch_size, base_lr=base_lr, layer_decay=layer_decay,
-                  weight_decay=weight_decay, betas=list(betas), warmup_epochs=warmup_epochs, pool=pool,
-                  label_smoothing=label_smoothing, mixup=mixup, cutmix=cutmix, mixup_prob=mixup_prob,
-                  mixup_switch_prob=mixup_switch_prob, random_erasing=random_erasing, clip_grad=clip_grad, amp=amp,
-                  seed=seed, num_classes=num_classes, train_images=len(train_set),
+    # the recipe's settings: the record's hparams, and (with what the run reads) what a resumed run must match
+    settings = dict(epochs=epochs, batch_size=batch_size, base_lr=base_lr, layer_decay=layer_decay,
+                    weight_decay=weight_decay, betas=list(betas), warmup_epochs=warmup_epochs, pool=pool,
+                    label_smoothing=label_smoothing, mixup=mixup, cutmix=cutmix, mixup_prob=mixup_prob,
+                    mixup_switch_prob=mixup_switch_prob, random_erasing=random_erasing, clip_grad=clip_grad, amp=amp,
+                    drop_path_rate=_drop_path_rate(encoder))
+    recipe = dict(settings, identity=identity, seed=seed, num_classes=num_classes, train_images=len(train_set),
                   pipeline=repr(getattr(train_set, 'pipeline', None)))
     resume = _check_resumable(run_dir, recipe) if work_dir is not None else False
     # the process group and the model wrapper for this device, as pretraining's build_runner prepares them
@@ -313,12 +315,7 @@ def finetune(encoder: nn.Module, preprocessor: nn.Module, train_set: Dataset, te
             temp.cleanup()
     if log is not None:
         log(f'  trained {runner.iter} iterations in {train_seconds / 60:.1f} min; test top-1 {top1:.2f}%')
-    hparams = dict(epochs=epochs, iters=runner.iter, schedule_iters=loop.schedule_iters, batch_size=batch_size,
-                   base_lr=base_lr, lr=lr, layer_decay=layer_decay, weight_decay=weight_decay, betas=list(betas),
-                   warmup_epochs=warmup_epochs, pool=pool, label_smoothing=label_smoothing, mixup=mixup,
-                   cutmix=cutmix, mixup_prob=mixup_prob, mixup_switch_prob=mixup_switch_prob,
-                   random_erasing=random_erasing, clip_grad=clip_grad, amp=amp,
-                   drop_path_rate=_drop_path_rate(encoder))
+    hparams = dict(settings, iters=runner.iter, schedule_iters=loop.schedule_iters, lr=lr)
     return FinetuneResult(top1, model.classifier, [], train_seconds, hparams)
 
 

@@ -21,8 +21,8 @@ from mimbench.evaluation.knn import knn_accuracy
 from mimbench.evaluation.linear import linear_probe
 from mimbench.evaluation.optim import busy_note, torch_threads
 from mimbench.evaluation.records import make_record, write_record
-from mimbench.errors import MimbenchError
 from mimbench.engine.dist import launch_rank
+from mimbench.errors import MimbenchError
 from mimbench.machine import device_name, resolve_device
 from mimbench.overrides import Reader, apply_overrides
 from mimbench.paths import configs_dir, resolve_config
