@@ -16,7 +16,6 @@ from mimbench.evaluation import (AttentiveProbeHead, Classifier, EncoderMismatch
                                  layer_decay_groups, linear_probe, load_encoder, read_record, write_record)
 from mimbench.evaluation.attentive import normalize_tokens
 from mimbench.evaluation.features import pool_tokens
-from mimbench.evaluation.finetune import layer_id
 from mimbench.evaluation.optim import set_lr, torch_threads, warmup_cosine
 from mimbench.evaluation.probe import train_probe
 from mimbench.evaluation.records import REQUIRED_FIELDS
@@ -381,23 +380,26 @@ def test_knn_in_chunks_predicts_what_it_predicts_at_once():
 def test_layer_wise_decay_gives_each_block_its_own_lr():
     from mimbench.registry import ENCODERS
     vit = ENCODERS.build(dict(type='ViT', arch='micro', img_size=16, patch_size=4, embed_dim=32, depth=3,
-                              num_heads=2))
+                              num_heads=2, use_mask_token=True))
     model = Classifier(vit, 10)
-    opt = torch.optim.AdamW(layer_decay_groups(model, depth=3, layer_decay=0.5, weight_decay=0.05), lr=1.0)
+    opt = torch.optim.AdamW(layer_decay_groups(model, layer_decay=0.5, weight_decay=0.05), lr=1.0)
     set_lr(opt, 2.0)
-    lr_of = {name: g['lr'] for g in opt.param_groups for name in g['names']}
-    wd_of = {name: g['weight_decay'] for g in opt.param_groups for name in g['names']}
-    # lr = 2.0 * 0.5 ** (depth + 1 - layer): embeddings are layer 0, block i is layer i + 1, the head depth + 1.
-    assert lr_of['encoder.patch_embed.proj.weight'] == lr_of['encoder.cls_token'] == 2.0 * 0.5 ** 4
+    name_of = {id(p): n for n, p in model.named_parameters()}
+    lr_of = {name_of[id(p)]: g['lr'] for g in opt.param_groups for p in g['params']}
+    wd_of = {name_of[id(p)]: g['weight_decay'] for g in opt.param_groups for p in g['params']}
+    # lr = 2.0 * 0.5 ** (depth + 1 - layer): embeddings are layer 0, block i is layer i + 1, and the final norm
+    # sits with the head at depth + 1 (MAE's rule; timm's own ViT grouping puts it with the last block).
+    assert (lr_of['encoder.patch_embed.proj.weight'] == lr_of['encoder.cls_token'] == lr_of['encoder.mask_token']
+            == 2.0 * 0.5 ** 4)
     for i in range(3):
         assert lr_of[f'encoder.blocks.{i}.attn.qkv.weight'] == 2.0 * 0.5 ** (3 - i)
         assert lr_of[f'encoder.blocks.{i}.mlp.fc2.bias'] == 2.0 * 0.5 ** (3 - i)
     assert lr_of['encoder.norm.weight'] == lr_of['fc_norm.weight'] == lr_of['head.weight'] == 2.0
     assert set(lr_of) == {n for n, _ in model.named_parameters()}
-    # Weight decay on matrices only: not on biases, norms or the cls token.
+    # Weight decay on matrices only: not on biases, norms or the cls and [M] tokens.
     assert wd_of['encoder.blocks.0.attn.qkv.weight'] == wd_of['head.weight'] == 0.05
-    assert wd_of['encoder.cls_token'] == wd_of['head.bias'] == wd_of['encoder.blocks.1.norm1.weight'] == 0.0
-    assert layer_id('encoder.blocks.2.attn.proj.weight', 3) == 3
+    assert wd_of['encoder.cls_token'] == wd_of['encoder.mask_token'] == wd_of['head.bias'] == 0.0
+    assert wd_of['encoder.blocks.1.norm1.weight'] == 0.0
 
 
 def test_warmup_then_cosine():

@@ -93,6 +93,37 @@ def test_encoder_options_drop_path_and_layer_scale_are_applied():
     assert torch.allclose(enc.blocks[0].ls1.gamma, torch.full((192,), 0.1))
 
 
+def test_drop_path_rates_rise_linearly_over_the_blocks_as_python_floats():
+    # the rates every stored run drew its drop decisions with: i * rate / (depth - 1), not a float32 linspace
+    enc = ViT(arch='micro', img_size=32, patch_size=4, drop_path_rate=0.1)
+    assert [b.drop_path1.drop_prob for b in enc.blocks[1:]] == [0.1 * i / 5 for i in range(1, 6)]
+    assert isinstance(enc.blocks[0].drop_path1, torch.nn.Identity)
+
+
+def test_the_encoder_is_a_timm_vision_transformer_the_runner_does_not_reinitialize():
+    from timm.models.vision_transformer import VisionTransformer
+    from mmengine.model import BaseModel
+
+    enc = micro_vit()
+    assert isinstance(enc, VisionTransformer)
+    before = {k: v.clone() for k, v in enc.state_dict().items()}
+
+    class Algorithm(BaseModel):    # what mmengine's Runner.train() does to a model: init_weights() on children
+        def __init__(self):
+            super().__init__()
+            self.encoder = enc
+
+        def forward(self, *args):
+            raise NotImplementedError
+    Algorithm().init_weights()
+    assert all(torch.equal(before[k], v) for k, v in enc.state_dict().items())
+    # timm's own features come for free, and agree with ours
+    imgs = torch.randn(2, 3, 32, 32)
+    enc.eval()
+    assert torch.equal(enc.forward_features(imgs), enc(imgs))
+    assert len(enc.forward_intermediates(imgs, indices=2, intermediates_only=True)) == 2
+
+
 def test_bad_encoder_arguments_name_the_problem():
     with pytest.raises(ValueError, match="arch 'giant'"):
         ViT(arch='giant')

@@ -1,8 +1,8 @@
 """Export a pretrained encoder as a timm ``VisionTransformer`` checkpoint.
 
-Our ViT names its parameters as timm does (``patch_embed.proj``, ``cls_token``, ``pos_embed [1, 1 + L, D]``,
-``blocks.i.*``, ``norm``) and uses timm's blocks, so export is a matter of choosing the keys and the matching
-timm constructor arguments; the [M] token of a BEiT-style encoder has no timm counterpart and is dropped.
+Our ViT is timm's ``VisionTransformer`` (``mimbench.models.vit``), so export is its state dict and the
+constructor arguments it was built with; the [M] token of a BEiT-style encoder has no timm counterpart and is
+dropped, and the fixed sin-cos positions load into timm's (learnable) ``pos_embed`` of the same shape.
 """
 from __future__ import annotations
 
@@ -16,30 +16,11 @@ _TIMM_NAMES = {192: 'vit_tiny_patch16_224', 384: 'vit_small_patch16_224', 768: '
 
 
 def timm_model_args(encoder: nn.Module) -> tuple[str, dict]:
-    """A timm model name and keyword arguments that construct the same architecture as ``encoder``.
-
-    Read off the built modules (not the config), so they describe exactly the weights being exported.
-    ``num_classes=0`` leaves timm's head out; ``global_pool='token'`` pools the [cls] token as MAE's linear
-    probe does.
-    """
-    block = encoder.blocks[0]
-    dim = encoder.embed_dim
-    ls = getattr(block, 'ls1', None)
-    init_values = float(ls.gamma.detach().flatten()[0]) if hasattr(ls, 'gamma') else None
-    kwargs = dict(
-        img_size=encoder.grid[0] * encoder.patch_size,
-        patch_size=encoder.patch_size,
-        in_chans=encoder.in_chans,
-        embed_dim=dim,
-        depth=len(encoder.blocks),
-        num_heads=block.attn.num_heads,
-        mlp_ratio=block.mlp.fc1.out_features / dim,
-        qkv_bias=block.attn.qkv.bias is not None,
-        init_values=init_values,
-        num_classes=0,
-        global_pool='token',
-    )
-    return _TIMM_NAMES.get(dim, 'vit_base_patch16_224'), kwargs
+    """A timm model name and keyword arguments that construct the same architecture as ``encoder``: the
+    arguments our ``ViT`` passed to timm's ``VisionTransformer`` (``encoder.timm_kwargs``: no head,
+    ``global_pool='token'`` pools the [cls] token as MAE's linear probe does)."""
+    kwargs = dict(encoder.timm_kwargs)
+    return _TIMM_NAMES.get(kwargs['embed_dim'], 'vit_base_patch16_224'), kwargs
 
 
 def timm_state_dict(encoder: nn.Module) -> dict:

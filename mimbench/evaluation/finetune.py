@@ -22,6 +22,7 @@ import torch
 from timm.data import Mixup
 from timm.data.random_erasing import RandomErasing
 from timm.loss import SoftTargetCrossEntropy
+from timm.optim import param_groups_layer_decay
 from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapper
@@ -32,10 +33,6 @@ from torchvision.transforms import v2
 from mimbench.data import build_pipeline
 from mimbench.evaluation.features import image_batches
 from mimbench.evaluation.optim import scaled_lr, set_lr, warmup_cosine
-
-# Parameters that are embeddings rather than weights: no weight decay (nor for any 1-D parameter).
-NO_DECAY = ('cls_token', 'mask_token', 'pos_embed')
-
 
 class Classifier(nn.Module):
     """Encoder + pooling + linear head: ``imgs [B, 3, H, W]`` -> logits ``[B, num_classes]``.
@@ -58,46 +55,30 @@ class Classifier(nn.Module):
         nn.init.trunc_normal_(self.head.weight, std=2e-5)
         nn.init.zeros_(self.head.bias)
 
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """timm's layer grouping (see :func:`layer_decay_groups`). As in MAE's fine-tuning, the encoder's final
+        norm is in the head's layer (timm's own ViT matcher puts it with the last block)."""
+        return dict(stem=r'^encoder\.(?:cls_token|mask_token|pos_embed|patch_embed)',
+                    blocks=r'^encoder\.blocks\.(\d+)', head=r'^encoder\.norm|^fc_norm|^head')
+
     def forward(self, imgs: torch.Tensor) -> torch.Tensor:
         tokens = self.encoder(imgs)                                       # [B, 1 + L, D]
         x = tokens[:, 1:].mean(dim=1) if self.pool == 'mean' else tokens[:, 0]
         return self.head(self.fc_norm(x))
 
 
-def layer_id(name: str, depth: int) -> int:
-    """Depth index of a :class:`Classifier` parameter for layer-wise lr decay.
+def layer_decay_groups(model: Classifier, layer_decay: float, weight_decay: float) -> list[dict]:
+    """AdamW parameter groups with layer-wise lr decay, from timm's ``param_groups_layer_decay``.
 
-    Patch embedding and the cls/[M] tokens are layer 0, ``encoder.blocks.i`` is layer ``i + 1``, and
-    everything after the blocks (final norm, fc_norm, head) is layer ``depth + 1``.
+    Layers by :meth:`Classifier.group_matcher`: patch embedding and tokens are layer 0, block i layer
+    ``i + 1``, the final norm, fc_norm and head layer ``depth + 1``; a group's ``lr_scale`` is
+    ``layer_decay ** (depth + 1 - layer)``, so the head trains at the full lr and early layers, which hold the
+    most general features, move least. 1-D parameters (biases, norms) and the encoder's
+    ``no_weight_decay()`` tokens get no weight decay.
     """
-    if name.startswith('encoder.'):
-        rest = name[len('encoder.'):]
-        if rest.startswith(('patch_embed.',) + NO_DECAY):
-            return 0
-        if rest.startswith('blocks.'):
-            return int(rest.split('.')[1]) + 1
-    return depth + 1
-
-
-def layer_decay_groups(model: nn.Module, depth: int, layer_decay: float, weight_decay: float) -> list[dict]:
-    """AdamW parameter groups with ``lr_scale = layer_decay ** (depth + 1 - layer_id)``.
-
-    So the head trains at the full lr, block i at ``layer_decay ** (depth - i)`` of it and the patch
-    embedding at ``layer_decay ** (depth + 1)``: early layers, which hold the most general features, move
-    least. Biases, norms and embedding tokens get no weight decay.
-    """
-    groups: dict[tuple[int, bool], dict] = {}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        lid = layer_id(name, depth)
-        decay = not (param.ndim <= 1 or name.split('.')[-1] in NO_DECAY)
-        group = groups.setdefault((lid, decay), dict(
-            params=[], names=[], layer_id=lid, lr_scale=layer_decay ** (depth + 1 - lid),
-            weight_decay=weight_decay if decay else 0.0))
-        group['params'].append(param)
-        group['names'].append(name)
-    return [groups[key] for key in sorted(groups)]
+    no_decay = [f'encoder.{name}' for name in model.encoder.no_weight_decay()]
+    return param_groups_layer_decay(model, weight_decay=weight_decay, no_weight_decay_list=no_decay,
+                                    layer_decay=layer_decay)
 
 
 def rand_augment(num_ops: int = 2, magnitude: float = 9) -> v2.RandAugment:
@@ -259,14 +240,13 @@ def finetune(encoder: nn.Module, preprocessor: nn.Module, train_set: Dataset, te
     np.random.seed(seed)
     random.seed(seed)
     device = torch.device(device)
-    depth = len(encoder.blocks)
     model = FinetuneModel(Classifier(encoder, num_classes, pool), preprocessor, num_classes,
                           label_smoothing=label_smoothing, mixup=mixup, cutmix=cutmix, mixup_prob=mixup_prob,
                           mixup_switch_prob=mixup_switch_prob, random_erasing=random_erasing).to(device)
     if len(train_set) < batch_size:
         raise ValueError(f'the training set ({len(train_set)} images) is smaller than one batch ({batch_size})')
     lr = scaled_lr(base_lr, batch_size)
-    opt = torch.optim.AdamW(layer_decay_groups(model.classifier, depth, layer_decay, weight_decay), lr=lr,
+    opt = torch.optim.AdamW(layer_decay_groups(model.classifier, layer_decay, weight_decay), lr=lr,
                             betas=tuple(betas))
     wrapper_args = dict(clip_grad=dict(max_norm=clip_grad)) if clip_grad else {}
     optim_wrapper = AutocastOptimWrapper(opt, **wrapper_args) if amp else OptimWrapper(opt, **wrapper_args)

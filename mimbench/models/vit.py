@@ -1,11 +1,12 @@
-"""Vision Transformer encoder built from timm blocks, with the three input paths MIM needs."""
+"""Vision Transformer encoder: timm's ``VisionTransformer`` with the two extra input paths MIM needs."""
 from __future__ import annotations
 
 from functools import partial
 
 import torch
-from timm.layers import PatchEmbed
-from timm.models.vision_transformer import Block
+from timm.layers import DropPath
+from timm.models import checkpoint_seq
+from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from mimbench.masking.indices import gather_tokens
@@ -25,8 +26,13 @@ ARCHS = {
 
 
 @ENCODERS.register_module()
-class ViT(nn.Module):
-    """ViT encoder: patch embedding + fixed 2-D sin-cos positions + cls token + timm ``Block`` s + LayerNorm.
+class ViT(VisionTransformer):
+    """ViT encoder: a timm ``VisionTransformer`` (no head) with fixed 2-D sin-cos positions and MAE's init.
+
+    Being timm's class, it has timm's parameter names (``patch_embed.proj``, ``cls_token``,
+    ``pos_embed [1, 1 + L, D]``, ``blocks.i``, ``norm``), ``group_matcher`` (layer-wise lr decay through
+    ``timm.optim.param_groups_layer_decay``), ``set_grad_checkpointing``, ``forward_features`` and
+    ``forward_intermediates``, and its weights load into ``timm.create_model(name, **encoder.timm_kwargs)``.
 
     Three forward paths, all returning ``[B, 1 + N, D]`` with the cls token first:
       * :meth:`forward_visible` ``(imgs, ids_keep)``: only the patches at ``ids_keep [B, N]`` enter the
@@ -34,10 +40,10 @@ class ViT(nn.Module):
       * :meth:`forward_masked` ``(imgs, mask)``: all L patches, masked ones replaced by a learnable [M]
         embedding before the position embedding is added (BEiT-style; MAE's "encoder w/ [M]" ablation).
         Needs ``use_mask_token=True``.
-      * :meth:`forward` ``(imgs)``: all patches, nothing masked (evaluation).
+      * :meth:`forward` ``(imgs)``: all patches, nothing masked (evaluation). Unlike timm's ``forward`` it
+        returns the tokens (timm's ``forward_features``), not a pooled head output: pooling is the probe's.
 
-    Parameter names follow timm's ``VisionTransformer`` (``patch_embed.proj``, ``cls_token``, ``pos_embed``,
-    ``blocks.i``, ``norm``) so trained weights load into timm directly.
+    The positions are a buffer, not a parameter (fixed, as in MAE); its [cls] row is zero.
 
     Args:
         arch: one of :data:`ARCHS`; ``embed_dim``/``depth``/``num_heads`` override its values.
@@ -50,33 +56,40 @@ class ViT(nn.Module):
                  embed_dim: int | None = None, depth: int | None = None, num_heads: int | None = None,
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_path_rate: float = 0.0,
                  layer_scale_init: float | None = None, use_mask_token: bool = False):
-        super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"unknown ViT arch '{arch}'; choose one of {', '.join(ARCHS)}")
         if img_size % patch_size:
             raise ValueError(f'img_size {img_size} is not a multiple of patch_size {patch_size}')
         default_dim, default_depth, default_heads = ARCHS[arch]
-        self.embed_dim = embed_dim = embed_dim or default_dim
-        depth = depth or default_depth
-        num_heads = num_heads or default_heads
+        embed_dim, depth, num_heads = embed_dim or default_dim, depth or default_depth, num_heads or default_heads
         if embed_dim % num_heads:
             raise ValueError(f'embed_dim {embed_dim} is not divisible by num_heads {num_heads}')
+        timm_kwargs = dict(img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim,
+                           depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
+                           init_values=layer_scale_init)
+        # No head, [cls] pooling for timm's forward_head; positions are ours (below); timm's init is skipped
+        # for MAE's (init_vit_weights), which draws from the same random stream as before this class was timm's.
+        super().__init__(**timm_kwargs, num_classes=0, global_pool='token', drop_path_rate=drop_path_rate,
+                         pos_embed='none', norm_layer=partial(nn.LayerNorm, eps=1e-6), weight_init='skip')
+        # The architecture as timm.create_model takes it (training choices such as drop path left out).
+        self.timm_kwargs = dict(timm_kwargs, num_classes=0, global_pool='token')
         self.patch_size = patch_size
-        self.in_chans = in_chans
         self.grid = (img_size // patch_size, img_size // patch_size)
         self.num_patches = self.grid[0] * self.grid[1]
 
-        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.mask_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if use_mask_token else None
+        del self.pos_embed      # timm's attribute is None with pos_embed='none'; ours is a fixed buffer
         self.register_buffer('pos_embed', sincos_pos_embed_2d(embed_dim, self.grid, cls_token=True)[None])
-        norm = partial(nn.LayerNorm, eps=1e-6)
-        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # linear in depth
-        self.blocks = nn.Sequential(*[
-            Block(embed_dim, num_heads, mlp_ratio, qkv_bias=qkv_bias, init_values=layer_scale_init,
-                  drop_path=dpr[i], norm_layer=norm) for i in range(depth)])
-        self.norm = norm(embed_dim)
+        # Stochastic depth rates as Python floats (timm rounds them through a float32 linspace): the drop
+        # decisions of every stored run stay the same.
+        for i, block in enumerate(self.blocks):
+            for drop in (block.drop_path1, block.drop_path2):
+                if isinstance(drop, DropPath):
+                    drop.drop_prob = drop_path_rate * i / max(depth - 1, 1)
         init_vit_weights(self)
+        # Initialized here, once: mmengine's runner calls init_weights() on every submodule that has one
+        # unless it says is_init, and timm's would redraw every weight (and overwrite the sin-cos buffer).
+        self.is_init = True
 
     def _embed(self, imgs: torch.Tensor) -> torch.Tensor:
         """``[B, C, H, W]`` -> patch embeddings with positions added, ``[B, L, D]``."""
@@ -85,7 +98,10 @@ class ViT(nn.Module):
     def _encode(self, x: torch.Tensor) -> torch.Tensor:
         """Prepend cls, run the blocks, normalize: ``[B, N, D]`` -> ``[B, 1 + N, D]``."""
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
-        return self.norm(self.blocks(torch.cat([cls, x], dim=1)))
+        x = torch.cat([cls, x], dim=1)
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            return self.norm(checkpoint_seq(self.blocks, x))
+        return self.norm(self.blocks(x))
 
     def forward_visible(self, imgs: torch.Tensor, ids_keep: torch.Tensor) -> torch.Tensor:
         """Encode only the patches at ``ids_keep [B, N]``: returns ``[B, 1 + N, D]``."""
@@ -102,3 +118,6 @@ class ViT(nn.Module):
     def forward(self, imgs: torch.Tensor) -> torch.Tensor:
         """Encode every patch (evaluation): ``[B, C, H, W]`` -> ``[B, 1 + L, D]``."""
         return self._encode(self._embed(imgs))
+
+    def no_weight_decay(self) -> set[str]:
+        return super().no_weight_decay() | {'mask_token'}
