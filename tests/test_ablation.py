@@ -106,69 +106,67 @@ def test_seed_and_every_config_change_make_a_new_key_but_locations_and_runtime_k
     assert key_with(custom_hooks=None) == key_with(custom_hooks=[])
 
 
-def test_a_cell_whose_weight_file_is_missing_still_finds_its_record_but_a_changed_file_does_not(micro, tmp_path):
-    """A fresh clone has no tokenizer (work_dirs/ is not committed): its token cells must still be reported."""
+def pinned_scale(tmp_path, content: bytes, **files):
+    """The tiny scale with its tokenizer (at tmp_path/tok/tokenizer.pth) pinned to ``content``'s hash."""
+    tokenizer = tmp_path / 'tok' / 'tokenizer.pth'
+    digest = hashlib.sha256(content).hexdigest()[:16]
+    path = tmp_path / 'pinned.py'
+    path.write_text(f"_base_ = [{TINY!r}]\nscale = 'pinned'\nartifacts = {{{str(tokenizer)!r}: {digest!r}}}\n")
+    return Scale.load(str(path)), tokenizer, digest
+
+
+def token_value(tokenizer):
     from mimbench.ablation.axes import AxisValue
-    from mimbench.ablation.cells import find_record
-    tokenizer = tmp_path / 'tokenizer.pth'
-    value = AxisValue('token', 'token', {'model.target': dict(_delete_=True, type='TokenTarget',
+    return AxisValue('token', 'token', {'model.target': dict(_delete_=True, type='TokenTarget',
                                                              checkpoint=str(tokenizer))})
 
-    def cell():
-        return make_cell(micro, get_axis('target'), value, 0)
 
-    tokenizer.write_bytes(b'the tokenizer the cell was trained with')
-    trained = cell()
-    kept = f'files/{hashlib.sha256(tokenizer.read_bytes()).hexdigest()[:16]}.pth'   # as ResultStore.keep_file
-    record = dict(key=trained.key, seed=0, pretrained=True, max_iters=None, scale='micro',
-                  config_text=trained.config().pretty_text, weight_files={str(tokenizer): kept})
-    store = {trained.key: record}
-    assert find_record(store, trained, micro) is record
+def test_a_pinned_weight_file_gives_its_cells_one_key_whether_or_not_it_is_here(tmp_path, tiny):
+    """A fresh clone has no work_dirs/: a cell that reads a pinned tokenizer has the key its stored record has."""
+    content = b'the tokenizer every token cell of this scale reads'
+    scale, tokenizer, digest = pinned_scale(tmp_path, content)
+    absent = make_cell(scale, get_axis('target'), token_value(tokenizer), 0)
+    tokenizer.parent.mkdir()
+    tokenizer.write_bytes(content)
+    present = make_cell(scale, get_axis('target'), token_value(tokenizer), 0)
+    assert absent.key == present.key
+    # the same key an unpinned scale gives by reading the file: pinning moved no stored cell
+    assert make_cell(tiny, get_axis('target'), token_value(tokenizer), 0).key == present.key
+    tokenizer.write_bytes(b'a retrained tokenizer')                  # unpinned: another file, another cell
+    assert make_cell(tiny, get_axis('target'), token_value(tokenizer), 0).key != present.key
 
-    tokenizer.unlink()
-    fresh_clone = cell()
-    assert fresh_clone.key != trained.key                     # the content hash is gone from the key
-    assert find_record(store, fresh_clone, micro) is record   # ... yet the record is found by its config
-    # a record that kept no copy of the file cannot say which content it read: it stands for nothing
-    unkept = {k: v for k, v in record.items() if k != 'weight_files'} | dict(key='unkept')
-    assert find_record({'unkept': unkept}, fresh_clone, micro) is None
 
+def test_before_a_cell_runs_the_pinned_file_is_restored_from_a_store_and_another_file_is_refused(tmp_path):
+    from mimbench.ablation.cells import ensure_artifacts
+    content = b'the pinned tokenizer'
+    scale, tokenizer, digest = pinned_scale(tmp_path, content)
+    results = tmp_path / 'results' / 'ablation'
+    own, sibling = ResultStore(results / 'pinned'), ResultStore(results / 'micro')
+    with pytest.raises(AblationError, match=f'no results store .* keeps the pinned file files/{digest}'):
+        ensure_artifacts(scale, own, log=lambda _: None)
+    (sibling.root / 'files').mkdir(parents=True)
+    (sibling.root / 'files' / f'{digest}.pth').write_bytes(content)   # kept by another scale's store
+    lines = []
+    assert ensure_artifacts(scale, own, log=lines.append) == [str(tokenizer)]
+    assert tokenizer.read_bytes() == content and 'restored' in lines[0]
+    assert ensure_artifacts(scale, own, log=lines.append) == []        # here, and right: nothing to do
     tokenizer.write_bytes(b'a retrained tokenizer')
-    assert find_record(store, cell(), micro) is None          # another tokenizer is another cell
-    tokenizer.unlink()
-    assert find_record(store, make_cell(micro, get_axis('target'), value, 1), micro) is None   # so is another seed
+    with pytest.raises(AblationError, match=f'holds [0-9a-f]{{16}}, but scale .pinned. pins {digest}'):
+        ensure_artifacts(scale, own, log=lambda _: None)
+    assert tokenizer.read_bytes() == b'a retrained tokenizer'          # refused, never replaced
 
 
-def test_a_record_made_before_a_part_changed_never_stands_in_for_a_cell_whose_weight_file_is_missing(
-        micro, tmp_path, monkeypatch):
-    """On a fresh clone the tokenizer is missing and token cells are found by their config text; a record made
-    by code whose part has since changed behaviour (raised ``identity_version``) reads the same, yet it is the
-    old result: it must count as unrun, or a report would mix old and new cells."""
-    from mimbench.ablation import cells
-    from mimbench.ablation.axes import AxisValue
-    from mimbench.masking.random import RandomMasker
-    tokenizer = tmp_path / 'tokenizer.pth'
-    value = AxisValue('token', 'token', {'model.target': dict(_delete_=True, type='TokenTarget',
-                                                             checkpoint=str(tokenizer))})
-    tokenizer.write_bytes(b'the tokenizer the cell was trained with')
-    old = make_cell(micro, get_axis('target'), value, 0)
-    kept = f'files/{hashlib.sha256(tokenizer.read_bytes()).hexdigest()[:16]}.pth'
-    record = dict(key=old.key, seed=0, pretrained=True, max_iters=None, scale='micro',
-                  config_text=old.config().pretty_text, weight_files={str(tokenizer): kept})
-    tokenizer.unlink()
-
-    monkeypatch.setattr(RandomMasker, 'identity_version', 2, raising=False)   # the masker changed since
-    monkeypatch.setattr(cells, '_KEY_HERE', {})
-    today = make_cell(micro, get_axis('target'), value, 0)
-    assert today.config().pretty_text == old.config().pretty_text           # the config text cannot tell
-    assert cells.find_record({old.key: record}, today, micro) is None
-    # a record whose kept copy is not named by its content cannot vouch for what it read
-    monkeypatch.setattr(RandomMasker, 'identity_version', 1, raising=False)
-    monkeypatch.setattr(cells, '_KEY_HERE', {})
-    assert cells.find_record({old.key: record}, make_cell(micro, get_axis('target'), value, 0), micro) is record
-    monkeypatch.setattr(cells, '_KEY_HERE', {})
-    renamed = dict(record, weight_files={str(tokenizer): 'files/kept-copy.pth'})
-    assert cells.find_record({old.key: renamed}, make_cell(micro, get_axis('target'), value, 0), micro) is None
+def test_the_micro_scales_pin_the_tokenizer_and_basis_their_stored_cells_read(micro):
+    """The 10- and 20-epoch scales must read the very files the 5-epoch cells did."""
+    kept = {}
+    for record in ResultStore(REPO / 'docs/results/ablation/micro').records().values():
+        for path, copy in (record.get('weight_files') or {}).items():
+            kept.setdefault(path, set()).add(Path(copy).stem)
+    assert {path: {digest} for path, digest in micro.artifacts.items()} == kept
+    for name in ('micro_bf16', 'micro_bf16_10ep', 'micro_bf16_20ep'):
+        assert Scale.load(name).artifacts == micro.artifacts
+    for digest in micro.artifacts.values():
+        assert (REPO / 'docs/results/ablation/micro/files' / f'{digest}.pth').is_file()
 
 
 def test_a_finished_cell_whose_weight_file_is_missing_is_estimated_from_its_record(micro, tmp_path):

@@ -16,6 +16,15 @@ method_options = dict(mae={'model.decoder.embed_dim': 96})
 pretrain_options = {'train_cfg.max_epochs': 5}
 amp = False
 num_train_images = 50000
+# The weight files cells read, pinned by content (sha256, first 16 hex digits): the tokenizer of the token
+# target and of CAE / BEiT-style, and the PCA basis. A cell's key takes the file's content from here, so it is
+# the same on a fresh clone without work_dirs/; before a cell runs, tools/ablate.py puts the pinned file back at
+# its path from the results store (docs/results/ablation/micro/files/) and refuses a file there with other
+# content. Every scale built on this one (micro_bf16, the 10- and 20-epoch scales) reads the same files.
+artifacts = {
+    'work_dirs/tokenizer_cifar10/tokenizer.pth': '2ad582f36018001b',
+    'work_dirs/pca_basis_32px_g8.pth': 'edab07ebc00cf245',
+}
 # What each evaluation column is: protocol, eval config, overrides. 'lin' is the paper's [cls] probe.
 # The probes' numerics are pinned to bfloat16, not the eval configs' 'auto': every stored cell was evaluated
 # that way (on a CPU with bf16 units). 'auto' resolves to float32 on a CPU without them, and the eval hash

@@ -9,9 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from mmengine.config import Config
 
@@ -89,6 +88,12 @@ class Scale:
         enc = cfg.model.encoder
         img, patch = enc.img_size, enc.patch_size
         return ScaleContext(img_size=img, grid=(img // patch, img // patch), embed_dim=_encoder_width(cfg))
+
+    @property
+    def artifacts(self) -> dict[str, str]:
+        """Weight files pinned by content: configured path -> sha256[:16] (the scale config's ``artifacts``).
+        A pinned file enters a cell's key by the pin, not by reading it; see :func:`ensure_artifacts`."""
+        return {str(k): str(v) for k, v in (self.cfg.get('artifacts') or {}).items()}
 
     def evaluation(self, name: str) -> dict:
         evals = self.cfg.evaluations
@@ -199,7 +204,8 @@ def make_cell(scale: Scale, axis: Axis, value: AxisValue, seed: int, max_iters: 
     run never stands in for the full one."""
     options = {**scale.base_options(value.method), **value.overrides}
     cell = Cell(axis.name, value, seed, scale.name, scale.method_config(value.method), options, max_iters=max_iters)
-    cell.key = cell_key(cell.config(), seed, value.pretrain, amp=bool(scale.cfg.get('amp')), max_iters=max_iters,
+    cell.key = cell_key(cell.config(), seed, value.pretrain, content=scale.artifacts,
+                        amp=bool(scale.cfg.get('amp')), max_iters=max_iters,
                         device_data=bool(scale.cfg.get('device_data')))
     return cell
 
@@ -286,16 +292,18 @@ def restore_weight_files(store, log=print) -> list[str]:
     return restored
 
 
-def fit_missing_bases(cells: list[Cell], data_root: str | None = None, log=print) -> list[str]:
+def fit_missing_bases(cells: list[Cell], data_root: str | None = None, pinned=(), log=print) -> list[str]:
     """Fit every PCA basis file the cells read that is not here yet, from each config's real training images
     (:func:`mimbench.targets.pca.fit_basis_file`), before their keys are final: a key hashes the basis's
-    content, so it must exist before the cell runs. Returns the paths written (then recompute the keys)."""
+    content, so it must exist before the cell runs. ``pinned`` paths (the scale's ``artifacts``) are left to
+    :func:`ensure_artifacts`, never refitted: a refit would be another file. Returns the paths written (then
+    recompute the keys)."""
     from mimbench.engine.runner import set_data_root
     from mimbench.targets.pca import fit_basis_file
     written = []
     for cell in cells:
         cfg = cell.config()
-        if not any(not os.path.isfile(repo_path(p)) for p in weight_files(cfg)):
+        if not any(not os.path.isfile(repo_path(p)) for p in weight_files(cfg) if p not in pinned):
             continue
         if data_root:
             set_data_root(cfg, data_root)
@@ -303,57 +311,38 @@ def fit_missing_bases(cells: list[Cell], data_root: str | None = None, log=print
     return written
 
 
-# (record key, amp, device_data) -> the key the record's config gets on this machine; configs do not change
-# under a run.
-_KEY_HERE: dict[tuple[str, bool, bool], str | None] = {}
-_KEPT_NAME = re.compile(r'[0-9a-f]{16}')
+def ensure_artifacts(scale: Scale, store, log=print) -> list[str]:
+    """Make every weight file the scale pins (``artifacts``) hold its pinned content at its configured path,
+    before a cell reads it: a missing file is copied back from a results store that keeps it
+    (``<results>/ablation/*/files/<hash>.*``: the scale's own store first, then its siblings, since scales that
+    share a tokenizer share its pin); a file with other content is refused, never used or replaced. Returns the
+    paths restored."""
+    restored = []
+    roots = [store.root] + sorted(p for p in store.root.parent.glob('*') if p.is_dir() and p != store.root)
+    for path, digest in scale.artifacts.items():
+        here = repo_path(path)
+        if os.path.isfile(here):
+            actual = _content_hash(path)
+            if actual != digest:
+                raise AblationError(
+                    f'{path} holds {actual}, but scale {scale.name!r} pins {digest} (artifacts in its config): '
+                    f'its cells were run with that file. Move {path} aside (the pinned file is then restored '
+                    f'from the results store), or pin the new file\'s hash, which gives its cells new keys')
+            continue
+        copies = [c for root in roots for c in sorted((root / 'files').glob(f'{digest}.*'))]
+        if not copies:
+            raise AblationError(f'{path} is missing and no results store under {store.root.parent} keeps the '
+                                f'pinned file files/{digest}.*: copy that file to {path}')
+        copy_once(copies[0], here)
+        log(f'restored {path} from {copies[0]}: the file scale {scale.name!r} pins')
+        restored.append(path)
+    return restored
 
 
-def _key_here(record: dict, amp: bool, device_data: bool = False) -> str | None:
-    memo = (record['key'], amp, device_data)
-    if memo not in _KEY_HERE:
-        _KEY_HERE[memo] = _stand_in_key(record, amp, device_data)
-    return _KEY_HERE[memo]
-
-
-def _stand_in_key(record: dict, amp: bool, device_data: bool = False) -> str | None:
-    """The key the record's config gets here, where some of its weight files are missing; None where the
-    record cannot stand for a cell so computed.
-
-    Only a record that kept the files it read (``weight_files``) stands for them: one made before a file
-    entered the identity (a PCA basis before 2026-12-05) cannot say which content it used. And only a record
-    whose own key this code reproduces, with each file's content hash taken from the name of its kept copy
-    (``ResultStore.keep_file`` names copies by content): a record made before a part's behaviour changed
-    (its ``identity_version`` raised) has a key today's code no longer gives, and must not stand in for a
-    cell of today's code just because the config text reads the same."""
-    cfg = record_config(record)
-    missing = missing_weight_files(cfg) if cfg is not None else []
-    kept = record.get('weight_files') or {}
-    if not missing or not set(missing) <= kept.keys():
-        return None
-    content = {path: PurePosixPath(copy).stem for path, copy in kept.items()}
-    if not all(_KEPT_NAME.fullmatch(h) for h in content.values()):
-        return None
-    run = dict(amp=amp, max_iters=record.get('max_iters'), device_data=device_data)
-    pretrain = record.get('pretrained', True)
-    if cell_key(cfg, record['seed'], pretrain, content, **run) != record['key']:
-        return None
-    return cell_key(cfg, record['seed'], pretrain, **run)
-
-
-def find_record(records, cell: Cell, scale: Scale) -> dict | None:
+def find_record(records, cell: Cell) -> dict | None:
     """The stored record of ``cell``, from a ``ResultStore`` or a ``{key: record}`` dict; None if unrun.
 
-    A cell that reads a weight file (the token target's tokenizer) has that file's content hash in its key.
-    Where the file is missing, as on a fresh clone (work_dirs/ is not committed), the cell's key here differs
-    from the key its record was stored under, and finished cells would look unrun. Then the record is found by
-    the key its own config gets here, where the file is missing for both alike: a match on everything the
-    config says but the file's content, which cannot be checked without it. A file that is here must match
-    by content, so a retrained tokenizer never reuses the old one's results.
-    """
-    record = records.get(cell.key)
-    if record is not None or not missing_weight_files(cell.config()):
-        return record
-    stored = records if isinstance(records, dict) else records.records()
-    flags = bool(scale.cfg.get('amp')), bool(scale.cfg.get('device_data'))
-    return next((r for r in stored.values() if r and _key_here(r, *flags) == cell.key), None)
+    One lookup by key: a cell's key already says everything it computes, the content of the weight files it
+    reads included (by the scale's pin, or by reading the file). A cell whose unpinned file is missing here
+    has no content in its key and counts as unrun until the file is back (``restore_weight_files``)."""
+    return records.get(cell.key)

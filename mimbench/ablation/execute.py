@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from mimbench.ablation.cells import Cell, Scale, find_record, repo_path, weight_files
+from mimbench.ablation.cells import Cell, Scale, ensure_artifacts, find_record, repo_path, weight_files
 from mimbench.ablation.store import ResultStore, code_version
 from mimbench.fileio import read_json, write_json_atomic
 from mimbench.lockfile import LockHeld, hold_lock
@@ -311,7 +311,7 @@ def cell_flops(cell: Cell) -> dict:
 def run_cell(cell: Cell, scale: Scale, store: ResultStore, work_root: str | os.PathLike, evaluations: list[str], *,
              data_root: str | None = None, stream: bool = True, log: Log = print) -> dict:
     """Run whatever the cell still lacks and return its store record."""
-    record = find_record(store, cell, scale)
+    record = find_record(store, cell)
     if not missing_evaluations(record, scale, evaluations):
         return record
     work_dir = cell_work_dir(work_root, cell)
@@ -323,6 +323,7 @@ def run_cell(cell: Cell, scale: Scale, store: ResultStore, work_root: str | os.P
 
 def _run_cell(cell, scale, store, work_dir, evaluations, record, *, data_root, stream, log) -> dict:
     start = time.perf_counter()
+    ensure_artifacts(scale, store, log=log)     # the key vouches for the pinned files: read nothing else
     if record is not None and cell.value.pretrain and not (work_dir / 'pretrain.json').exists():
         # pretraining again would mix metrics of two different runs in one record
         raise CellFailed(f'{cell.name} has results in the store but its work dir {work_dir} is gone: move the '

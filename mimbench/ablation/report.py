@@ -64,7 +64,7 @@ def axis_rows(scale: Scale, axis: Axis, store: ResultStore, values: list[str] | 
             cell = make_cell(scale, axis, value, seed)
             if seed == 0 and base is not None and cell.key == base:
                 row.ours_default = True
-            if (record := find_record(all_records, cell, scale)) is not None:
+            if (record := find_record(all_records, cell)) is not None:
                 row.records.append(record)
         rows.append(row)
     return rows

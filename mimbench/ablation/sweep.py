@@ -63,7 +63,7 @@ def attempt(spec: SweepSpec, cell: Cell, stream: bool = False, log: Log = print)
 
 
 def _done(store: ResultStore, scale: Scale, cell: Cell, evaluations: list[str]) -> bool:
-    return not missing_evaluations(find_record(store, cell, scale), scale, evaluations)
+    return not missing_evaluations(find_record(store, cell), scale, evaluations)
 
 
 def format_duration(seconds: float) -> str:
@@ -139,7 +139,7 @@ def run_sweep(cells: list[Cell], spec: SweepSpec, *, workers: int = 1, launcher:
     failures = [o.message for o in outcomes if o.status == 'failed']
     if failures:
         log(f'{len(failures)} cells failed; rerun the same command to retry them:\n  ' + '\n  '.join(failures))
-    return [r for c in cells if (r := find_record(store, c, scale)) is not None]
+    return [r for c in cells if (r := find_record(store, c)) is not None]
 
 
 def _run_pool(todo: list[Cell], spec: SweepSpec, workers: int, progress: Progress) -> list[Outcome]:

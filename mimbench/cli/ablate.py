@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 from mimbench.ablation.axes import AXES, SPECIAL_AXES, AblationError
-from mimbench.ablation.cells import Scale, expand, find_record, fit_missing_bases, restore_weight_files
+from mimbench.ablation.cells import (Scale, ensure_artifacts, expand, find_record, fit_missing_bases,
+                                     restore_weight_files)
 from mimbench.ablation.report import GROUPS, write_report, write_status
 from mimbench.ablation.store import ResultStore
 from mimbench.engine.runner import load_config
@@ -104,8 +105,9 @@ def main(argv=None) -> None:
             raise AblationError(f'give --axis (one or more of: {", ".join(AXIS_CHOICES)}), --report or --study')
         store_dir = args.store or str(Path(args.results) / 'ablation' / scale.name)
         store = ResultStore(store_dir)
-        if not args.dry_run:            # an estimate writes nothing: a missing file's cells match by config
-            restore_weight_files(store)  # before any cell key is computed: keys hash the tokenizer's content
+        if not args.dry_run:            # an estimate writes nothing: pinned files enter keys by their pin
+            ensure_artifacts(scale, store)
+            restore_weight_files(store)  # unpinned files: keys hash their content
         if args.report:
             stored = {r['axis'] for r in store.records().values() if r and r.get('scale') == scale.name}
             if not stored:
@@ -137,7 +139,7 @@ def sweep(scale_ref: str, names: list[str], values: list[str] | None, seeds: int
     for name in evaluations:
         scale.evaluation(name)      # an unknown evaluation fails here, listing the valid ones
     cells = expand(scale, names, seeds, values, max_iters=args.max_iters)
-    if not args.dry_run and fit_missing_bases(cells, args.data_root):   # an estimate writes nothing
+    if not args.dry_run and fit_missing_bases(cells, args.data_root, pinned=scale.artifacts):
         cells = expand(scale, names, seeds, values, max_iters=args.max_iters)   # keys hash the basis
     estimate_s = dry_run(scale, cells, evaluations, store, listing=args.dry_run)
     if args.dry_run:
@@ -174,6 +176,7 @@ def run_study(args) -> None:
             print(f'=== study {study.name}, step {i}/{len(steps)}, {step.label} epochs: {step.command}')
             store = stores[step.label]
             if not args.dry_run:
+                ensure_artifacts(Scale.load(step.scale), store)
                 restore_weight_files(store)
             sweep(step.scale, [step.axis], step.values, step.seeds, store, str(store.root), args)
         if args.dry_run:
@@ -198,7 +201,7 @@ def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, lis
     todo = 0
     rows = []
     for cell in cells:
-        record = find_record(store, cell, scale)
+        record = find_record(store, cell)
         est = estimate_cell(cell, scale, evaluations, rate, record)
         done = not missing_evaluations(record, scale, evaluations)
         if not done:
