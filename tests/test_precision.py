@@ -136,3 +136,19 @@ def test_float32_undoes_a_configs_autocast_and_a_bad_precision_is_one_user_error
     assert built_wrapper(cfg) == 'OptimWrapper'
     with pytest.raises(MimbenchError, match="--precision must be one of float32, bfloat16, auto, got 'fp16'"):
         apply_cli(load_config(tiny), tiny, precision='fp16')
+
+
+def test_a_step_profile_splits_the_time_by_kind_of_operation():
+    from mimbench.analysis.benchmark import PROFILE_KINDS, step_profile
+    a, b = torch.randn(256, 256), torch.randn(256, 256, requires_grad=True)
+    opt = torch.optim.AdamW([b], lr=1e-3)
+
+    def step():
+        opt.zero_grad()
+        (a @ b).bfloat16().float().softmax(dim=-1).sum().backward()   # a product, casts, a softmax
+        opt.step()
+    shares = step_profile(step, steps=2)
+    assert list(shares) == [*PROFILE_KINDS, 'other', 'optimizer step']
+    assert sum(shares[k] for k in [*PROFILE_KINDS, 'other']) == pytest.approx(1.0)
+    assert all(shares[k] > 0 for k in PROFILE_KINDS)
+    assert 0 < shares['optimizer step'] < 1

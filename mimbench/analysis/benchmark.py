@@ -27,6 +27,7 @@ class StepBenchmark:
     forward_gflops_per_img: float
     peak_memory_mb: float           # CUDA: max allocated; CPU: the process's peak resident set size
     matmul_gflops: float | None = None   # the machine's 2048^3 matmul rate in this precision, for utilization
+    profile: dict | None = None     # share of the step's time by kind of operation (see step_profile)
 
     @property
     def utilization(self) -> float | None:
@@ -37,6 +38,44 @@ class StepBenchmark:
 
     def as_dict(self) -> dict:
         return {**asdict(self), 'utilization': self.utilization}
+
+
+# Kinds of operation a step's time is split into, by the name of the aten op (a prefix, so each op's backward
+# counts with it); what matches none is 'other' (elementwise arithmetic, reductions, indexing, the optimizer's
+# updates...).
+PROFILE_KINDS = {
+    'matrix products': ('aten::mm', 'aten::addmm', 'aten::bmm', 'aten::baddbmm', 'aten::_scaled_dot_product',
+                        'aten::_flash_attention', 'aten::_efficient_attention', 'aten::mkldnn_convolution',
+                        'aten::convolution_backward', 'aten::cudnn_convolution'),
+    'dtype casts and copies': ('aten::copy_', 'aten::_to_copy'),
+    'GELU, softmax, LayerNorm': ('aten::gelu', 'aten::_softmax', 'aten::native_layer_norm'),
+}
+
+
+def step_profile(step, steps: int = 3, device: torch.device | None = None) -> dict:
+    """Where ``step``'s time goes, from torch's profiler over ``steps`` calls (after one untimed call): the
+    share of self time of each of :data:`PROFILE_KINDS` and 'other', which add up to 1, and 'optimizer step',
+    the share spent inside ``optimizer.step`` (its ops are also counted in their kinds). On CUDA the shares are
+    of device time."""
+    from torch.profiler import ProfilerActivity, profile
+    cuda = device is not None and device.type == 'cuda'
+    step()
+    _sync(device or torch.device('cpu'))
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        _sync(device or torch.device('cpu'))
+    events = prof.key_averages()
+    self_time = {e.key: (e.self_device_time_total if cuda else e.self_cpu_time_total) for e in events}
+    total = sum(t for name, t in self_time.items() if name.startswith('aten::')) or 1
+    shares = {kind: sum(t for name, t in self_time.items() if name.startswith(prefixes)) / total
+              for kind, prefixes in PROFILE_KINDS.items()}
+    shares['other'] = 1.0 - sum(shares.values())
+    optimizer = sum(e.cpu_time_total for e in events if e.key.startswith('Optimizer.step#'))
+    if not cuda:
+        shares['optimizer step'] = optimizer / total
+    return shares
 
 
 def _sync(device: torch.device) -> None:
@@ -91,14 +130,16 @@ def _timed(fn, warmup: int, iters: int, device: torch.device) -> float:
 
 def benchmark_algorithm(model: torch.nn.Module, image_size: int, batch_size: int, warmup: int = 3,
                         iters: int = 10, amp: bool = False, device: str | torch.device | None = None,
-                        with_matmul: bool = True, attention: str = 'auto', compile: bool = False) -> StepBenchmark:
+                        with_matmul: bool = True, attention: str = 'auto', compile: bool = False,
+                        profile_steps: int = 0) -> StepBenchmark:
     """Time ``model.loss`` (a :class:`~mimbench.algorithms.BaseAlgorithm`) on random normalized images.
 
     The data pipeline is left out on purpose: these are the model's figures. Masks are drawn fresh each
     step, as in training. ``amp``: bfloat16 autocast with the attention kernel ``attention`` (the training
     step's :func:`~mimbench.engine.precision.precision_context`, so the figures are the trainer's).
     ``compile``: time ``torch.compile(model.loss)`` (the warm-up steps absorb the compilation); FLOPs are
-    counted on the eager model either way.
+    counted on the eager model either way. ``profile_steps``: also split that many train steps' time by kind of
+    operation (:func:`step_profile`).
     """
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     model = model.to(device).train()
@@ -147,7 +188,8 @@ def benchmark_algorithm(model: torch.nn.Module, image_size: int, batch_size: int
         train_img_per_s=batch_size / train_s, forward_img_per_s=batch_size / forward_s,
         train_gflops_per_img=train_flops / batch_size / 1e9, forward_gflops_per_img=forward_flops / batch_size / 1e9,
         peak_memory_mb=peak_mb,
-        matmul_gflops=matmul_gflops(device=device, dtype=dtype) if with_matmul else None)
+        matmul_gflops=matmul_gflops(device=device, dtype=dtype) if with_matmul else None,
+        profile=step_profile(train_step, profile_steps, device) if profile_steps else None)
 
 
 _ENCODER_ENTRY_POINTS = ('forward', 'forward_visible', 'forward_masked')

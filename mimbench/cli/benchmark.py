@@ -50,6 +50,9 @@ def main(argv=None) -> None:
     p.add_argument('--pixel-target', action='store_true',
                    help="replace the config's target by raw pixels (measures the model without a tokenizer "
                         "checkpoint, e.g. the ViT-B token configs before an ImageNet tokenizer exists)")
+    p.add_argument('--profile', type=int, default=0, metavar='STEPS',
+                   help='also profile STEPS train steps and print where their time goes (matrix products, '
+                        'dtype casts, GELU/softmax/LayerNorm, other; the optimizer step)')
     p.add_argument('--json', help='also write the figures to this file')
     args = p.parse_args(argv)
 
@@ -77,7 +80,7 @@ def main(argv=None) -> None:
     for dtype, attention in runs:
         result = benchmark_algorithm(model, image_size, batch_size, warmup=args.warmup, iters=args.iters,
                                      amp=dtype == 'bfloat16', device=device, attention=attention or 'auto',
-                                     with_matmul=False, compile=args.compile)
+                                     with_matmul=False, compile=args.compile, profile_steps=args.profile)
         result.matmul_gflops = rates[dtype]
         record = dict(config=args.config, date=date.today().isoformat(), machine=describe(device),
                       bf16_units=has_native_bfloat16(device), threads=torch.get_num_threads(),
@@ -86,6 +89,10 @@ def main(argv=None) -> None:
         print(f'--- {result.dtype}')
         width = max(map(len, record))
         for key, value in record.items():
+            if key == 'profile':
+                if value:
+                    print(f'{key:<{width}}  ' + ', '.join(f'{kind} {share:.0%}' for kind, share in value.items()))
+                continue
             print(f'{key:<{width}}  {value:.4g}' if isinstance(value, float) else f'{key:<{width}}  {value}')
     if args.json:
         Path(args.json).write_text(json.dumps(records if len(records) > 1 else records[0], indent=2) + '\n')

@@ -46,6 +46,9 @@ def parse_args(argv=None):
                    help="'pytorch' under torchrun: fine-tuning trains data-parallel (DDP), one process per GPU")
     p.add_argument('--benchmark', action='store_true',
                    help='time feature extraction (60k CIFAR images) and the probes; writes no record')
+    p.add_argument('--benchmark-dtypes', nargs='+', default=['bfloat16', 'float32'],
+                   choices=('bfloat16', 'float32'), help='--benchmark: the extraction precisions to time '
+                   '(the probes run on the features of the last)')
     args = p.parse_args(argv)
     if (args.checkpoint is None) == (args.scratch is None):
         p.error('give a checkpoint or --scratch CONFIG (not both)')
@@ -59,7 +62,8 @@ def main(argv=None) -> dict:
     try:
         if args.benchmark:
             result = benchmark(args.checkpoint, scratch=args.scratch, config=args.config, data_root=args.data_root,
-                               seed=args.seed, device=args.device, log=lambda s: print(s, flush=True))
+                               seed=args.seed, device=args.device, dtypes=tuple(args.benchmark_dtypes),
+                               log=lambda s: print(s, flush=True))
             print(json.dumps(result, indent=2))
             return result
         eval_cfg = load_eval_config(args.protocol, args.config_eval, args.cfg_options)
