@@ -142,9 +142,10 @@ def test_before_a_cell_runs_the_pinned_file_is_restored_from_a_store_and_another
     scale, tokenizer, digest = pinned_scale(tmp_path, content)
     results = tmp_path / 'results' / 'ablation'
     own, sibling = ResultStore(results / 'pinned'), ResultStore(results / 'micro')
-    with pytest.raises(AblationError, match=f'no results store .* keeps the pinned file files/{digest}'):
+    with pytest.raises(AblationError, match=f'no results store keeps the file .* pins .files/{digest}'):
         ensure_artifacts(scale, own, log=lambda _: None)
     (sibling.root / 'files').mkdir(parents=True)
+    (sibling.root / 'files' / f'{digest}.bin').write_bytes(b'not the pinned content')   # a copy that lies: skipped
     (sibling.root / 'files' / f'{digest}.pth').write_bytes(content)   # kept by another scale's store
     lines = []
     assert ensure_artifacts(scale, own, log=lines.append) == [str(tokenizer)]

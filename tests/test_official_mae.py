@@ -75,3 +75,20 @@ def test_convert_writes_a_checkpoint_that_evaluation_loads(case, tmp_path):
     expected = from_official_mae(case['official_state_dict'])
     for key, value in loaded.encoder.state_dict().items():
         assert torch.equal(value, expected[f'encoder.{key}'])
+
+
+def test_convert_refuses_a_half_decoder_or_another_architecture_in_one_line(case, tmp_path):
+    from mimbench.cli.official_mae import main
+    config = str(Path(__file__).parent / 'configs' / 'tiny_mae.py')
+    half = {k: v for k, v in case['official_state_dict'].items() if not k.startswith('decoder_blocks.0.')}
+    torch.save({'model': half}, tmp_path / 'half.pth')
+    with pytest.raises(SystemExit, match='decoder.blocks.0.norm1.weight missing'):
+        main(['convert', str(tmp_path / 'half.pth'), '--config', config, '--out', str(tmp_path / 'a.pth')])
+    torch.save({'model': case['official_state_dict']}, tmp_path / 'full.pth')
+    with pytest.raises(SystemExit, match=r'encoder.patch_embed.proj.weight: checkpoint \[32, 3, 4, 4\] vs config'):
+        main(['convert', str(tmp_path / 'full.pth'), '--config', 'mae_micro_cifar10', '--out',
+              str(tmp_path / 'b.pth')])
+    assert not (tmp_path / 'a.pth').exists() and not (tmp_path / 'b.pth').exists()
+    no_decoder_embed = {k: v for k, v in case['official_state_dict'].items() if not k.startswith('decoder_embed')}
+    with pytest.raises(OfficialCheckpointError, match='no decoder_embed'):
+        from_official_mae(no_decoder_embed)

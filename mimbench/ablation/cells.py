@@ -311,15 +311,19 @@ def fit_missing_bases(cells: list[Cell], data_root: str | None = None, pinned=()
     return written
 
 
-def ensure_artifacts(scale: Scale, store, log=print) -> list[str]:
-    """Make every weight file the scale pins (``artifacts``) hold its pinned content at its configured path,
-    before a cell reads it: a missing file is copied back from a results store that keeps it
-    (``<results>/ablation/*/files/<hash>.*``: the scale's own store first, then its siblings, since scales that
-    share a tokenizer share its pin); a file with other content is refused, never used or replaced. Returns the
-    paths restored."""
+def ensure_artifacts(scale: Scale, store, paths=None, log=print) -> list[str]:
+    """Make the weight files the scale pins (``artifacts``; of them only ``paths``, the files some cells read,
+    when given) hold their pinned content at their configured paths, before a cell reads them. A missing file is
+    copied back from a results store that keeps it (``files/<hash>.*``: the scale's own store, the stores beside
+    it, then the checkout's ``docs/results/ablation/*``, since scales that share a tokenizer share its pin); a
+    file with other content is refused, never used or replaced. Returns the paths restored."""
+    from mimbench.evaluation.encoder import file_sha256
+    wanted = {p: d for p, d in scale.artifacts.items() if paths is None or p in set(paths)}
+    roots = [store.root, *sorted(p for p in store.root.parent.glob('*') if p.is_dir() and p != store.root)]
+    if in_checkout():
+        roots += sorted((REPO / 'docs' / 'results' / 'ablation').glob('*'))
     restored = []
-    roots = [store.root] + sorted(p for p in store.root.parent.glob('*') if p.is_dir() and p != store.root)
-    for path, digest in scale.artifacts.items():
+    for path, digest in wanted.items():
         here = repo_path(path)
         if os.path.isfile(here):
             actual = _content_hash(path)
@@ -329,10 +333,13 @@ def ensure_artifacts(scale: Scale, store, log=print) -> list[str]:
                     f'its cells were run with that file. Move {path} aside (the pinned file is then restored '
                     f'from the results store), or pin the new file\'s hash, which gives its cells new keys')
             continue
-        copies = [c for root in roots for c in sorted((root / 'files').glob(f'{digest}.*'))]
+        copies = [c for root in roots for c in sorted((root / 'files').glob(f'{digest}.*'))
+                  if file_sha256(c)[:16] == digest]
         if not copies:
-            raise AblationError(f'{path} is missing and no results store under {store.root.parent} keeps the '
-                                f'pinned file files/{digest}.*: copy that file to {path}')
+            raise AblationError(f'{path} is missing, and no results store keeps the file scale {scale.name!r} '
+                                f'pins (files/{digest}.* under {store.root.parent}'
+                                + (' or docs/results/ablation' if in_checkout() else '')
+                                + f'): copy that file, sha256 {digest}..., to {path}')
         copy_once(copies[0], here)
         log(f'restored {path} from {copies[0]}: the file scale {scale.name!r} pins')
         restored.append(path)

@@ -323,7 +323,8 @@ def run_cell(cell: Cell, scale: Scale, store: ResultStore, work_root: str | os.P
 
 def _run_cell(cell, scale, store, work_dir, evaluations, record, *, data_root, stream, log) -> dict:
     start = time.perf_counter()
-    ensure_artifacts(scale, store, log=log)     # the key vouches for the pinned files: read nothing else
+    # the key vouches for the pinned files this cell reads: it must read those, nothing else
+    ensure_artifacts(scale, store, paths=weight_files(cell.config()), log=log)
     if record is not None and cell.value.pretrain and not (work_dir / 'pretrain.json').exists():
         # pretraining again would mix metrics of two different runs in one record
         raise CellFailed(f'{cell.name} has results in the store but its work dir {work_dir} is gone: move the '

@@ -54,9 +54,9 @@ PROFILE_KINDS = {
 
 def step_profile(step, steps: int = 3, device: torch.device | None = None) -> dict:
     """Where ``step``'s time goes, from torch's profiler over ``steps`` calls (after one untimed call): the
-    share of self time of each of :data:`PROFILE_KINDS` and 'other', which add up to 1, and 'optimizer step',
-    the share spent inside ``optimizer.step`` (its ops are also counted in their kinds). On CUDA the shares are
-    of device time."""
+    share of the recorded self time of each of :data:`PROFILE_KINDS` and 'other' (everything else, Python
+    overhead in recorded regions included), which add up to 1, and 'optimizer step', the share spent inside
+    ``optimizer.step`` (its ops are also counted in their kinds). On CUDA the shares are of device time."""
     from torch.profiler import ProfilerActivity, profile
     cuda = device is not None and device.type == 'cuda'
     step()
@@ -67,14 +67,14 @@ def step_profile(step, steps: int = 3, device: torch.device | None = None) -> di
             step()
         _sync(device or torch.device('cpu'))
     events = prof.key_averages()
+    # one denominator for every share: all time recorded, Python overhead inside recorded regions included
     self_time = {e.key: (e.self_device_time_total if cuda else e.self_cpu_time_total) for e in events}
-    total = sum(t for name, t in self_time.items() if name.startswith('aten::')) or 1
+    total = sum(self_time.values()) or 1
     shares = {kind: sum(t for name, t in self_time.items() if name.startswith(prefixes)) / total
               for kind, prefixes in PROFILE_KINDS.items()}
     shares['other'] = 1.0 - sum(shares.values())
-    optimizer = sum(e.cpu_time_total for e in events if e.key.startswith('Optimizer.step#'))
     if not cuda:
-        shares['optimizer step'] = optimizer / total
+        shares['optimizer step'] = sum(e.cpu_time_total for e in events if e.key.startswith('Optimizer.step#')) / total
     return shares
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from mimbench.ablation.axes import AXES, SPECIAL_AXES, AblationError
 from mimbench.ablation.cells import (Scale, ensure_artifacts, expand, find_record, fit_missing_bases,
-                                     restore_weight_files)
+                                     restore_weight_files, weight_files)
 from mimbench.ablation.report import GROUPS, write_report, write_status
 from mimbench.ablation.store import ResultStore
 from mimbench.engine.runner import load_config
@@ -105,8 +105,7 @@ def main(argv=None) -> None:
             raise AblationError(f'give --axis (one or more of: {", ".join(AXIS_CHOICES)}), --report or --study')
         store_dir = args.store or str(Path(args.results) / 'ablation' / scale.name)
         store = ResultStore(store_dir)
-        if not args.dry_run:            # an estimate writes nothing: pinned files enter keys by their pin
-            ensure_artifacts(scale, store)
+        if not args.dry_run:            # an estimate writes nothing; pinned files enter keys by their pin
             restore_weight_files(store)  # unpinned files: keys hash their content
         if args.report:
             stored = {r['axis'] for r in store.records().values() if r and r.get('scale') == scale.name}
@@ -139,6 +138,8 @@ def sweep(scale_ref: str, names: list[str], values: list[str] | None, seeds: int
     for name in evaluations:
         scale.evaluation(name)      # an unknown evaluation fails here, listing the valid ones
     cells = expand(scale, names, seeds, values, max_iters=args.max_iters)
+    if not args.dry_run:    # the pinned files these cells read, in place before the estimate builds them
+        ensure_artifacts(scale, store, paths={p for cell in cells for p in weight_files(cell.config())})
     if not args.dry_run and fit_missing_bases(cells, args.data_root, pinned=scale.artifacts):
         cells = expand(scale, names, seeds, values, max_iters=args.max_iters)   # keys hash the basis
     estimate_s = dry_run(scale, cells, evaluations, store, listing=args.dry_run)
@@ -176,7 +177,6 @@ def run_study(args) -> None:
             print(f'=== study {study.name}, step {i}/{len(steps)}, {step.label} epochs: {step.command}')
             store = stores[step.label]
             if not args.dry_run:
-                ensure_artifacts(Scale.load(step.scale), store)
                 restore_weight_files(store)
             sweep(step.scale, [step.axis], step.values, step.seeds, store, str(store.root), args)
         if args.dry_run:

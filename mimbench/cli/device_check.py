@@ -4,8 +4,9 @@ Here, once (a CPU machine with pip and the CIFAR-10 folder):
 
     python tools/device_check.py --prepare            # -> .devcheck/: a CIFAR-10 subset and the wheels
 
-On the GPU machine (torch, timm and the rest are there; mmengine and its small dependencies are not, and there
-is no package index, so they travel as wheels in .devcheck/whl), from the repository root:
+On the GPU machine (torch and the rest are there; mmengine and its small dependencies are not, timm perhaps at
+another version, and there is no package index, so they travel as wheels in .devcheck/whl), from the
+repository root:
 
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .devcheck/whl/*.whl \\
         && PYTHONPATH=/tmp/site python3 tools/device_check.py --out $OUT
@@ -36,8 +37,9 @@ from mimbench.paths import CHECKOUT
 REPO = CHECKOUT      # the checkout: this check runs tools/ and configs/ from it
 PREPARED = REPO / '.devcheck'
 # mmengine and what it needs that the GPU image lacks (its other needs, numpy, pyyaml, rich, matplotlib and
-# opencv, are there); versions as installed here
-WHEELS = ('mmengine', 'addict', 'yapf', 'termcolor', 'platformdirs')
+# opencv, are there), and timm at the version tested here (the image's own may predate what the encoder uses:
+# pos_embed='none', a VisionTransformer that sets in_chans); versions as installed here
+WHEELS = ('mmengine', 'addict', 'yapf', 'termcolor', 'platformdirs', 'timm')
 SUBSET = dict(train=500, test=100)       # images per class
 
 

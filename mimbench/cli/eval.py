@@ -48,7 +48,7 @@ def parse_args(argv=None):
                    help='time feature extraction (60k CIFAR images) and the probes; writes no record')
     p.add_argument('--benchmark-dtypes', nargs='+', default=['bfloat16', 'float32'],
                    choices=('bfloat16', 'float32'), help='--benchmark: the extraction precisions to time '
-                   '(the probes run on the features of the last)')
+                   '(the probes run on the features of the first)')
     args = p.parse_args(argv)
     if (args.checkpoint is None) == (args.scratch is None):
         p.error('give a checkpoint or --scratch CONFIG (not both)')

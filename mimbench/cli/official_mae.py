@@ -62,12 +62,17 @@ def build_mae(config: str, cfg_options: dict | None = None):
 def convert(args) -> dict:
     cfg, model = build_mae(args.config)
     state = from_official_mae(official_state_dict(load_local_checkpoint(args.checkpoint, map_location='cpu')))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    bad = [k for k in missing if k.startswith('encoder.')] + list(unexpected)
+    expected = model.state_dict()
+    has_decoder = any(k.startswith('decoder.') for k in state)
+    # the encoder must be whole; the decoder whole or absent (the released mae_pretrain_* files have none)
+    bad = [f'{k}: checkpoint {list(v.shape)} vs config {list(expected[k].shape)}' for k, v in state.items()
+           if k in expected and v.shape != expected[k].shape]
+    bad += [f'{k} missing' for k in expected if k not in state and (has_decoder or k.startswith('encoder.'))]
+    bad += [f'{k} not in the config\'s model' for k in state if k not in expected]
     if bad:
         raise SystemExit(f'error: {args.checkpoint} does not fit {args.config}: '
-                         f'{", ".join(bad[:8])}{" ..." if len(bad) > 8 else ""}')
-    has_decoder = not missing
+                         f'{"; ".join(bad[:8])}{f" (and {len(bad) - 8} more)" if len(bad) > 8 else ""}')
+    model.load_state_dict(state, strict=has_decoder)
     payload = {'state_dict': {k: v.contiguous() for k, v in model.state_dict().items()},
                'meta': {'cfg': cfg.pretty_text, 'converted_from': str(args.checkpoint),
                         'decoder': 'official' if has_decoder else 'random (the checkpoint has none)'}}

@@ -268,8 +268,9 @@ def benchmark(checkpoint: str | None = None, *, scratch: str | None = None, conf
         t = time.perf_counter()
         with torch_threads(ext.get('threads')):
             for split, ds in splits.items():
-                feats[split] = extract_features(loaded.encoder, loaded.preprocessor, ds, ('cls', 'mean', 'tokens'),
-                                                batch_size=ext['batch_size'], dtype=dtype, log=log)
+                out = extract_features(loaded.encoder, loaded.preprocessor, ds, ('cls', 'mean', 'tokens'),
+                                       batch_size=ext['batch_size'], dtype=dtype, log=log)
+                feats.setdefault(split, out)      # the probes run on the first precision's features
         key = f'extract {n} images, cls+mean+tokens ({dtype})'
         times[key] = time.perf_counter() - t
         log(f'{key}: {times[key]:.1f} s ({n / times[key]:.0f} img/s)')

@@ -40,9 +40,9 @@ _RENAMES = (
 )
 # Within a stream (encoder or decoder): weights whose output rows are channels of the stream, and weights
 # whose input columns are. Everything else in a block (qkv and fc1 biases) is indexed by heads or hidden units.
-_WRITES = re.compile(r'(cls_token|mask_token|patch_embed\.proj\.(weight|bias)|norm\d?\.(weight|bias)'
+_WRITES = re.compile(r'(^|\.)(cls_token|mask_token|patch_embed\.proj\.(weight|bias)|norm\d?\.(weight|bias)'
                      r'|attn\.proj\.(weight|bias)|mlp\.fc2\.(weight|bias)|ls\d\.gamma)$')
-_READS = re.compile(r'(attn\.qkv\.weight|mlp\.fc1\.weight)$')
+_READS = re.compile(r'(^|\.)(attn\.qkv\.weight|mlp\.fc1\.weight)$')
 # The largest difference between their sin-cos positions and ours (both are float32 roundings of the same
 # float64 values) that still counts as the same code.
 _POS_TOLERANCE = 1e-5
@@ -107,6 +107,8 @@ def from_official_mae(state: dict) -> dict:
     for key, value in state.items():
         new = _rename(key)
         stream, rest = new.split('.', 1)
+        if stream not in perms:
+            raise OfficialCheckpointError(f'{key} is a decoder weight, but the checkpoint has no decoder_embed')
         perm = perms[stream]
         value = value.detach().clone()
         if rest == 'pos_embed':

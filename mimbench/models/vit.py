@@ -73,6 +73,7 @@ class ViT(VisionTransformer):
                          pos_embed='none', norm_layer=partial(nn.LayerNorm, eps=1e-6), weight_init='skip')
         # The architecture as timm.create_model takes it (training choices such as drop path left out).
         self.timm_kwargs = dict(timm_kwargs, num_classes=0, global_pool='token')
+        self.in_chans = in_chans
         self.patch_size = patch_size
         self.grid = (img_size // patch_size, img_size // patch_size)
         self.num_patches = self.grid[0] * self.grid[1]
@@ -88,8 +89,18 @@ class ViT(VisionTransformer):
                     drop.drop_prob = drop_path_rate * i / max(depth - 1, 1)
         init_vit_weights(self)
         # Initialized here, once: mmengine's runner calls init_weights() on every submodule that has one
-        # unless it says is_init, and timm's would redraw every weight (and overwrite the sin-cos buffer).
+        # unless it says is_init, and a second draw would give other weights than every stored run had.
         self.is_init = True
+
+    def init_weights(self, mode: str = '', needs_reset: bool = True) -> None:
+        """Draw the weights again with MAE's initialization (timm's modes do not apply: the positions are a
+        fixed code, and every algorithm here starts from MAE's init)."""
+        init_vit_weights(self)
+        self.pos_embed.copy_(sincos_pos_embed_2d(self.embed_dim, self.grid, cls_token=True)[None])
+
+    def set_input_size(self, *args, **kwargs):
+        raise NotImplementedError('the positions are a fixed sin-cos code for the grid the ViT was built with: '
+                                  'build a new ViT with the new img_size (its weights load, positions aside)')
 
     def _embed(self, imgs: torch.Tensor) -> torch.Tensor:
         """``[B, C, H, W]`` -> patch embeddings with positions added, ``[B, L, D]``."""
