@@ -157,6 +157,19 @@ def test_before_a_cell_runs_the_pinned_file_is_restored_from_a_store_and_another
     assert tokenizer.read_bytes() == b'a retrained tokenizer'          # refused, never replaced
 
 
+def test_a_dry_run_builds_a_cell_from_the_stores_copy_of_a_missing_pinned_file_and_writes_nothing(micro, tmp_path,
+                                                                                                  monkeypatch):
+    from mimbench.ablation import cells
+    tokenizer_path = next(iter(micro.artifacts))                           # work_dirs/tokenizer_cifar10/...
+    cell = expand(micro, ['method'], 1, ['beit'])[0]
+    monkeypatch.setattr(cells, 'repo_path', lambda p: str(tmp_path / p))     # a fresh clone: nothing here
+    readable = cells.readable_copy(cell.config(), micro)
+    kept = REPO / 'docs/results/ablation/micro/files' / f'{micro.artifacts[tokenizer_path]}.pth'
+    assert readable.model.target.checkpoint == str(kept)
+    assert cell.config().model.target.checkpoint == tokenizer_path        # the cell's own config is untouched
+    assert not any(tmp_path.iterdir())
+
+
 def test_the_micro_scales_pin_the_tokenizer_and_basis_their_stored_cells_read(micro):
     """The 10- and 20-epoch scales must read the very files the 5-epoch cells did."""
     kept = {}

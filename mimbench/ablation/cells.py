@@ -6,6 +6,7 @@ axes that reach the same config share one run, and a changed base config never r
 """
 from __future__ import annotations
 
+from copy import deepcopy
 import hashlib
 import json
 import os
@@ -311,19 +312,29 @@ def fit_missing_bases(cells: list[Cell], data_root: str | None = None, pinned=()
     return written
 
 
-def ensure_artifacts(scale: Scale, store, paths=None, log=print) -> list[str]:
-    """Make the weight files the scale pins (``artifacts``; of them only ``paths``, the files some cells read,
-    when given) hold their pinned content at their configured paths, before a cell reads them. A missing file is
-    copied back from a results store that keeps it (``files/<hash>.*``: the scale's own store, the stores beside
-    it, then the checkout's ``docs/results/ablation/*``, since scales that share a tokenizer share its pin); a
-    file with other content is refused, never used or replaced. Returns the paths restored."""
+def pinned_copy(scale: Scale, path: str, store=None) -> Path | None:
+    """A results store's copy of the file ``scale`` pins at ``path`` (``files/<hash>.*``, its content checked
+    against the pin): from ``store``, the stores beside it, then the checkout's ``docs/results/ablation/*``
+    (scales that share a tokenizer share its pin); None when no store keeps one."""
     from mimbench.evaluation.encoder import file_sha256
-    wanted = {p: d for p, d in scale.artifacts.items() if paths is None or p in set(paths)}
-    roots = [store.root, *sorted(p for p in store.root.parent.glob('*') if p.is_dir() and p != store.root)]
+    digest = scale.artifacts[path]
+    roots = [store.root, *sorted(p for p in store.root.parent.glob('*') if p.is_dir() and p != store.root)] \
+        if store is not None else []
     if in_checkout():
         roots += sorted((REPO / 'docs' / 'results' / 'ablation').glob('*'))
+    return next((c for root in roots for c in sorted((root / 'files').glob(f'{digest}.*'))
+                 if file_sha256(c)[:16] == digest), None)
+
+
+def ensure_artifacts(scale: Scale, store, paths=None, log=print) -> list[str]:
+    """Make the weight files the scale pins (``artifacts``; of them only ``paths``, the files some cells read,
+    when given) hold their pinned content at their configured paths, before a cell reads them: a missing file is
+    copied back from a results store that keeps it (:func:`pinned_copy`); a file with other content is refused,
+    never used or replaced. Returns the paths restored."""
     restored = []
-    for path, digest in wanted.items():
+    for path, digest in scale.artifacts.items():
+        if paths is not None and path not in set(paths):
+            continue
         here = repo_path(path)
         if os.path.isfile(here):
             actual = _content_hash(path)
@@ -333,17 +344,37 @@ def ensure_artifacts(scale: Scale, store, paths=None, log=print) -> list[str]:
                     f'its cells were run with that file. Move {path} aside (the pinned file is then restored '
                     f'from the results store), or pin the new file\'s hash, which gives its cells new keys')
             continue
-        copies = [c for root in roots for c in sorted((root / 'files').glob(f'{digest}.*'))
-                  if file_sha256(c)[:16] == digest]
-        if not copies:
+        copy = pinned_copy(scale, path, store)
+        if copy is None:
             raise AblationError(f'{path} is missing, and no results store keeps the file scale {scale.name!r} '
                                 f'pins (files/{digest}.* under {store.root.parent}'
                                 + (' or docs/results/ablation' if in_checkout() else '')
                                 + f'): copy that file, sha256 {digest}..., to {path}')
-        copy_once(copies[0], here)
-        log(f'restored {path} from {copies[0]}: the file scale {scale.name!r} pins')
+        copy_once(copy, here)
+        log(f'restored {path} from {copy}: the file scale {scale.name!r} pins')
         restored.append(path)
     return restored
+
+
+def readable_copy(cfg: Config, scale: Scale) -> Config:
+    """``cfg`` with every pinned weight file that is missing here replaced by a store's copy of it (where one
+    is kept), to build the model from without writing anything (``--dry-run`` on a fresh clone). A copy of a
+    config: the cell's own config keeps its paths."""
+    out = deepcopy(cfg)
+
+    def walk(obj):
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                if (k in _CONTENT_KEYS and isinstance(v, str) and v in scale.artifacts
+                        and not os.path.isfile(repo_path(v)) and (kept := pinned_copy(scale, v)) is not None):
+                    obj[k] = str(kept)
+                else:
+                    walk(v)
+        elif isinstance(obj, (list, tuple)):
+            for v in obj:
+                walk(v)
+    walk(out.model)
+    return out
 
 
 def find_record(records, cell: Cell) -> dict | None:

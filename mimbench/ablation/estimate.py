@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from mimbench.ablation.axes import AblationError
-from mimbench.ablation.cells import Cell, Scale, missing_weight_files, record_config, repo_path
+from mimbench.ablation.cells import Cell, Scale, missing_weight_files, readable_copy, record_config, repo_path
 from mimbench.analysis import algorithm_flops, count_flops, matmul_gflops
 from mimbench.machine import host_info
 from mimbench.registry import ENCODERS, MODELS
@@ -88,7 +88,7 @@ def estimate_cell(cell: Cell, scale: Scale, evaluations: list[str], gflops_per_s
     if any: when the model cannot be built here because a weight file it reads is missing (a fresh clone has no
     tokenizer), the step's FLOPs come from the record and the extraction FLOPs from the encoder alone, which
     reads no such file. A cell without a record still has to build, so a bad value fails before training."""
-    cfg = cell.config()
+    cfg = readable_copy(cell.config(), scale)    # a pinned file missing here is read from the store's copy
     stored_flops = (record or {}).get('flops_gflops_per_img') or {}
     if stored_flops.get('train') and missing_weight_files(cfg):
         train_gflops = stored_flops['train']
