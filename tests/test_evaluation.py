@@ -424,6 +424,15 @@ def test_fine_tuning_trains_the_whole_network_with_the_recipe_augmentations(tmp_
     assert 'blocks.0.attn.qkv.weight' in changed and 'patch_embed.proj.weight' in changed
 
 
+def test_fine_tuning_progress_names_the_epoch_each_logged_iteration_belongs_to(tmp_path):
+    make_checkpoint(tmp_path / 'ckpt.pth')
+    from mimbench.evaluation.run import run_finetune
+    lines = []
+    run_finetune(load_encoder(tmp_path / 'ckpt.pth'), eval_config('finetune'), log=lines.append)   # 4 iterations
+    progress = [line.split()[:4] for line in lines if line.startswith('  epoch')]
+    assert progress == [['epoch', '1/1', 'iter', f'{i}/4'] for i in range(1, 5)]    # the last is not 'epoch 2/1'
+
+
 def test_fine_tuning_runs_under_the_training_runner_and_resumes_to_the_uninterrupted_state(tmp_path):
     """Fine-tuning trains through MIMRunner like pretraining: a checkpoint every checkpoint_interval iterations
     in its work dir, and a run stopped there continues to exactly what an unbroken run reaches."""

@@ -191,7 +191,8 @@ class _Progress(Hook):
             return
         now = time.perf_counter()
         rate = len(self.losses) * self.batch_size / (now - self.start)
-        self.log(f'  epoch {step // loop.iters_per_epoch + 1}/{math.ceil(stop / loop.iters_per_epoch)}  '
+        # the epoch of the iteration just finished (step counts finished iterations)
+        self.log(f'  epoch {(step - 1) // loop.iters_per_epoch + 1}/{math.ceil(stop / loop.iters_per_epoch)}  '
                  f'iter {step}/{stop}  loss {sum(self.losses) / len(self.losses):.4f}  '
                  f'lr {runner.optim_wrapper.optimizer.param_groups[-1]["lr"]:.3g}  {rate:.0f} img/s  '
                  f'eta {(stop - step) * self.batch_size / rate / 60:.1f} min')
