@@ -235,21 +235,23 @@ def expand(scale: Scale, axis_names: list[str], seeds: int | list[int], values: 
     return cells
 
 
+def _weight_file_entries(obj) -> list[tuple[dict, str]]:
+    """Every ``(dict, key)`` of a nested config whose key names a weight file (``_CONTENT_KEYS``) by a string."""
+    found = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k in _CONTENT_KEYS and isinstance(v, str):
+                found.append((obj, k))
+            found += _weight_file_entries(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            found += _weight_file_entries(v)
+    return found
+
+
 def weight_files(cfg: Config) -> list[str]:
     """The weight files the config reads (its string ``checkpoint`` keys, e.g. a tokenizer), as written there."""
-    found = []
-
-    def walk(obj):
-        if isinstance(obj, dict):
-            for k, v in obj.items():
-                if k in _CONTENT_KEYS and isinstance(v, str):
-                    found.append(v)
-                walk(v)
-        elif isinstance(obj, (list, tuple)):
-            for v in obj:
-                walk(v)
-    walk(cfg.to_dict())
-    return found
+    return [entry[key] for entry, key in _weight_file_entries(cfg.to_dict())]
 
 
 def record_config(record: dict) -> Config | None:
@@ -293,18 +295,18 @@ def restore_weight_files(store, log=print) -> list[str]:
     return restored
 
 
-def fit_missing_bases(cells: list[Cell], data_root: str | None = None, pinned=(), log=print) -> list[str]:
+def fit_missing_bases(cells: list[Cell], data_root: str | None = None, log=print) -> list[str]:
     """Fit every PCA basis file the cells read that is not here yet, from each config's real training images
     (:func:`mimbench.targets.pca.fit_basis_file`), before their keys are final: a key hashes the basis's
-    content, so it must exist before the cell runs. ``pinned`` paths (the scale's ``artifacts``) are left to
-    :func:`ensure_artifacts`, never refitted: a refit would be another file. Returns the paths written (then
-    recompute the keys)."""
+    content, so it must exist before the cell runs. Pinned files are put in place first
+    (:func:`ensure_artifacts`), so a pinned basis is never refitted. Returns the paths written (then recompute
+    the keys)."""
     from mimbench.engine.runner import set_data_root
     from mimbench.targets.pca import fit_basis_file
     written = []
     for cell in cells:
         cfg = cell.config()
-        if not any(not os.path.isfile(repo_path(p)) for p in weight_files(cfg) if p not in pinned):
+        if not any(not os.path.isfile(repo_path(p)) for p in weight_files(cfg)):
             continue
         if data_root:
             set_data_root(cfg, data_root)
@@ -331,9 +333,10 @@ def ensure_artifacts(scale: Scale, store, paths=None, log=print) -> list[str]:
     when given) hold their pinned content at their configured paths, before a cell reads them: a missing file is
     copied back from a results store that keeps it (:func:`pinned_copy`); a file with other content is refused,
     never used or replaced. Returns the paths restored."""
+    wanted = None if paths is None else set(paths)
     restored = []
     for path, digest in scale.artifacts.items():
-        if paths is not None and path not in set(paths):
+        if wanted is not None and path not in wanted:
             continue
         here = repo_path(path)
         if os.path.isfile(here):
@@ -361,19 +364,12 @@ def readable_copy(cfg: Config, scale: Scale) -> Config:
     is kept), to build the model from without writing anything (``--dry-run`` on a fresh clone). A copy of a
     config: the cell's own config keeps its paths."""
     out = deepcopy(cfg)
-
-    def walk(obj):
-        if isinstance(obj, dict):
-            for k, v in obj.items():
-                if (k in _CONTENT_KEYS and isinstance(v, str) and v in scale.artifacts
-                        and not os.path.isfile(repo_path(v)) and (kept := pinned_copy(scale, v)) is not None):
-                    obj[k] = str(kept)
-                else:
-                    walk(v)
-        elif isinstance(obj, (list, tuple)):
-            for v in obj:
-                walk(v)
-    walk(out.model)
+    for entry, key in _weight_file_entries(out.model):
+        path = entry[key]
+        if path in scale.artifacts and not os.path.isfile(repo_path(path)):
+            kept = pinned_copy(scale, path)
+            if kept is not None:
+                entry[key] = str(kept)
     return out
 
 

@@ -138,10 +138,11 @@ def sweep(scale_ref: str, names: list[str], values: list[str] | None, seeds: int
     for name in evaluations:
         scale.evaluation(name)      # an unknown evaluation fails here, listing the valid ones
     cells = expand(scale, names, seeds, values, max_iters=args.max_iters)
-    if not args.dry_run:    # the pinned files these cells read, in place before the estimate builds them
+    if not args.dry_run:    # an estimate writes nothing
+        # the pinned files these cells read, in place before the estimate builds them; then unpinned bases
         ensure_artifacts(scale, store, paths={p for cell in cells for p in weight_files(cell.config())})
-    if not args.dry_run and fit_missing_bases(cells, args.data_root, pinned=scale.artifacts):
-        cells = expand(scale, names, seeds, values, max_iters=args.max_iters)   # keys hash the basis
+        if fit_missing_bases(cells, args.data_root):
+            cells = expand(scale, names, seeds, values, max_iters=args.max_iters)   # keys hash the basis
     estimate_s = dry_run(scale, cells, evaluations, store, listing=args.dry_run)
     if args.dry_run:
         return
