@@ -57,6 +57,29 @@ def test_the_plan_runs_the_spread_first_then_each_rows_seeds_in_the_configured_o
     assert steps[1].command == 'python tools/ablate.py --axis method --values mae --seeds 4'
 
 
+def test_a_study_fine_tunes_one_axis_in_its_own_step_and_reports_ft_without_a_verdict_at_one_seed(tmp_path):
+    study = _study(tmp_path, STUDY.replace("order = [", "finetune = dict(axis='decoder_depth', values=['1', '8'], "
+                                           "seeds=1)\norder = [(20, 'finetune'), "))
+    step = plan(study)[0]
+    assert (step.label, step.axis, step.values, step.seeds, step.finetune) == (20, 'decoder_depth', ['1', '8'], 1,
+                                                                              True)
+    assert step.command.endswith('--values 1 8 --seeds 1 --finetune')
+    stores = {5: _store(tmp_path, 'micro', {'1': [50, 52], '8': [49, 51]}),
+              20: _store(tmp_path, 'micro_bf16_20ep', {'1': [50, 52], '8': [56, 58]})}
+    for record in stores[20].records().values():     # one fine-tuning per row, seed 0
+        if record['seed'] == 0:
+            ft = {'accuracy': 70.0 if record['value'] == '8' else 60.0}
+            stores[20].put(dict(record, metrics=dict(record['metrics'], ft=ft)))
+    write_study_report(study, tmp_path / 'out', StudyData(study, stores))
+    md = (tmp_path / 'out' / 'tiny_study.md').read_text()
+    ft = next(line for line in md.splitlines() if line.startswith('|  | ft |'))
+    assert [c.strip() for c in ft.strip('|').split('|')] == ['', 'ft', '-', '+10.00 (n=1,1)', '',
+                                                             'no seed spread to judge by']
+    with pytest.raises(AblationError, match=r"finetune: values \['1', '12'\] must be among"):
+        _study(tmp_path, STUDY.replace("order = [", "finetune = dict(axis='decoder_depth', values=['1', '12'], "
+                                                    "seeds=1)\norder = ["))
+
+
 def test_a_finding_must_compare_two_of_the_studys_rows(tmp_path):
     with pytest.raises(AblationError, match="rows '8' and '12'.*decoder_depth rows"):
         _study(tmp_path, STUDY.replace("worse='1'", "worse='12'"))
@@ -98,7 +121,7 @@ def test_the_verdict_over_schedules(verdicts, expected):
 
 def test_the_report_gives_every_finding_its_effects_verdict_and_the_commands(tmp_path):
     study = _study(tmp_path)
-    stores = {5: _store(tmp_path, 'micro', {'1': [50, 52], '8': [49, 51]}),
+    stores = {5: _store(tmp_path, 'micro', {'1': [50, 52], '8': [49, 51], '2': [53, 55]}),
               20: _store(tmp_path, 'micro_bf16_20ep', {'1': [50, 52], '8': [56, 58]})}
     paths = write_study_report(study, tmp_path / 'out', StudyData(study, stores))
     assert sorted(p.name for p in paths) == ['tiny_study.md', 'tiny_study.png']
@@ -108,6 +131,10 @@ def test_the_report_gives_every_finding_its_effects_verdict_and_the_commands(tmp
     assert cells[2:5] == ['-1.00 ± 1.41 (n=2,2)', '+6.00 ± 1.41 (n=2,2) **shows**', 'lin +8.0, ft +0.1']
     assert cells[5] == 'emerges with training'
     assert '| 20 | micro_bf16_20ep | bf16 autocast |' in md
+    # the default cell (decoder depth 2 here) at each schedule, on every evaluation the scale runs
+    assert '| epochs | seeds | lin | lin (mean-pool) | kNN | attentive |' in md
+    assert '| 5 | 2 | 44.00 ± 1.41 | 54.00 ± 1.41 | - | - |' in md
+    assert '| 20 | 0 | - | - | - | - |' in md
     assert '`python tools/ablate.py --scale micro_bf16_20ep --axis decoder_depth --values 1 2 8 --seeds 2`' in md
 
 

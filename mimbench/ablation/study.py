@@ -38,12 +38,13 @@ class Step:
     axis: str
     values: list[str]
     seeds: int
+    finetune: bool = False    # also the ft column
 
     @property
     def command(self) -> str:
         scale = '' if self.scale == 'micro' else f' --scale {self.scale}'
         return (f'python tools/ablate.py{scale} --axis {self.axis} --values {" ".join(self.values)} '
-                f'--seeds {self.seeds}')
+                f'--seeds {self.seeds}' + (' --finetune' if self.finetune else ''))
 
 
 @dataclass
@@ -59,6 +60,9 @@ class Study:
             Scale.load(scale)
         for axis in cfg.rows:
             get_axis(axis)
+        if (ft := cfg.get('finetune')) and not set(ft['values']) <= set(cfg.rows.get(ft['axis'], [])):
+            raise AblationError(f'finetune: values {ft["values"]} must be among the study\'s {ft["axis"]} rows '
+                                f'{cfg.rows.get(ft["axis"], [])}')
         for f in cfg.findings:
             values = cfg.rows.get(f['axis'], [])
             if not {f['better'], f['worse']} <= set(values):
@@ -82,6 +86,10 @@ def plan(study: Study) -> list[Step]:
         if seeds == 'spread':
             steps.append(Step(int(label), scale, SPREAD_AXIS, [SPREAD_VALUE], int(study.cfg.spread_seeds)))
             continue
+        if seeds == 'finetune':
+            ft = study.cfg.finetune
+            steps.append(Step(int(label), scale, ft['axis'], list(ft['values']), int(ft['seeds']), finetune=True))
+            continue
         n = int(study.cfg.row_seeds[int(label)]) if seeds == 'rows' else int(seeds)
         steps += [Step(int(label), scale, axis, list(values), n) for axis, values in study.cfg.rows.items()]
     return steps
@@ -96,9 +104,12 @@ class Effect:
     n_worse: int
 
     def verdict(self, threshold: float) -> str:
-        """'+' (the paper's direction, beyond ``threshold`` SE), '-' (the opposite), '0' (inside), '?'."""
-        if self.diff is None or self.se is None or self.se == 0:
+        """'+' (the paper's direction, beyond ``threshold`` SE), '-' (the opposite), '0' (inside), '?'
+        (unmeasured), 'n' (measured, but no row of its schedule has two seeds of this metric to judge by)."""
+        if self.diff is None:
             return '?'
+        if self.se is None or self.se == 0:
+            return 'n'
         z = self.diff / self.se
         return '+' if z > threshold else '-' if z < -threshold else '0'
 
@@ -146,6 +157,10 @@ class StudyData:
     def all_rows(self, label: int) -> list[Row]:
         return [row for rows in self.rows[label].values() for row in rows]
 
+    def default_row(self, label: int) -> Row | None:
+        """The scale's default cell (a row of every axis whose value is the default; any of them)."""
+        return next((row for row in self.all_rows(label) if row.ours_default), None)
+
     def spread(self, label: int, metric: str) -> tuple[float | None, int]:
         return pooled_sd(self.all_rows(label), metric)
 
@@ -166,7 +181,10 @@ def trend(verdicts: list[str]) -> str:
     """The verdict over schedules (shortest first) from each schedule's '+', '0', '-' or '?' (unmeasured):
     reproduces (shows at the shortest and the longest measured), emerges with training (only at the longest),
     shrinks (at the shortest, not the longest), does not reproduce (nowhere; "the opposite shows" where the
-    longest shows the other way). Prefixed "so far:" while a schedule is unmeasured."""
+    longest shows the other way). Prefixed "so far:" while a schedule is unmeasured. "No seed spread to judge
+    by" where a measured schedule has no spread (a metric run at one seed)."""
+    if 'n' in verdicts:
+        return 'no seed spread to judge by'
     known = [v for v in verdicts if v != '?']
     if not known:
         return 'not measured yet'
@@ -193,6 +211,12 @@ def paper_effect(finding: dict, scale: Scale) -> str:
     return ', '.join(parts) or finding.get('paper', 'no number published')
 
 
+def finding_metrics(study: Study, finding: dict, metrics: tuple[str, ...]) -> tuple[str, ...]:
+    """``metrics``, plus the ft column for a finding on the axis the study fine-tunes."""
+    ft = study.cfg.get('finetune')
+    return metrics + ('ft',) if ft and finding['axis'] == ft['axis'] else metrics
+
+
 def summary_table(data: StudyData, metrics: tuple[str, ...]) -> list[str]:
     study = data.study
     labels = sorted(study.schedules)
@@ -200,7 +224,7 @@ def summary_table(data: StudyData, metrics: tuple[str, ...]) -> list[str]:
     head = ['finding', 'metric', *[f'{e} ep' for e in labels], 'paper (800 ep)', 'verdict']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for finding in study.cfg.findings:
-        for i, metric in enumerate(metrics):
+        for i, metric in enumerate(finding_metrics(study, finding, metrics)):
             effects = [data.effect(label, finding, metric) for label in labels]
             verdicts = [e.verdict(threshold) for e in effects]
             cells = [f'{e.text()} {_MARK[v]}'.strip() for e, v in zip(effects, verdicts)]
@@ -211,7 +235,7 @@ def summary_table(data: StudyData, metrics: tuple[str, ...]) -> list[str]:
     return lines
 
 
-_MARK = {'+': '**shows**', '-': '**opposite**', '0': '', '?': ''}
+_MARK = {'+': '**shows**', '-': '**opposite**', '0': '', '?': '', 'n': ''}
 
 
 def plot_study(data: StudyData, metrics: tuple[str, ...], path: str | Path) -> Path:
@@ -227,16 +251,19 @@ def plot_study(data: StudyData, metrics: tuple[str, ...], path: str | Path) -> P
     nrows = math.ceil(len(findings) / cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(3.6 * cols, 2.9 * nrows), squeeze=False)
     for ax, finding in zip(axes.flat, findings):
-        for k, metric in enumerate(metrics):
+        shown = finding_metrics(study, finding, metrics)
+        for k, metric in enumerate(shown):
             xs, ys, errs = [], [], []
             for label in labels:
                 e = data.effect(label, finding, metric)
                 if e.diff is not None:
-                    xs.append(label * (1 + 0.04 * (k - (len(metrics) - 1) / 2)))
+                    xs.append(label * (1 + 0.04 * (k - (len(shown) - 1) / 2)))
                     ys.append(e.diff)
                     errs.append(threshold * e.se if e.se is not None else 0.0)
             if xs:
                 ax.errorbar(xs, ys, yerr=errs, marker='o', capsize=3, label=METRIC_NAMES.get(metric, metric))
+        if len(shown) > len(metrics):     # the panels with an ft line say so
+            ax.legend(fontsize=7)
         ax.axhline(0, color='grey', lw=0.8)
         ax.set_xscale('log')
         ax.set_xticks(labels)
@@ -250,6 +277,22 @@ def plot_study(data: StudyData, metrics: tuple[str, ...], path: str | Path) -> P
     fig.suptitle(f'{study.cfg.title} (bars: ±{threshold:g} standard errors)', fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path, dpi=100)
+
+
+def default_cell_table(data: StudyData) -> list[str]:
+    """The default cell's accuracy at each schedule, mean ± sample sd over its seeds, on every evaluation its
+    scale runs: how much a longer schedule buys before any row is compared."""
+    labels = sorted(data.study.schedules)
+    metrics = list(dict.fromkeys(m for label in labels for m in data.study.scale(label).cfg.default_evaluations))
+    lines = ['| epochs | seeds | ' + ' | '.join(METRIC_NAMES.get(m, m) for m in metrics) + ' |',
+             '|' + '---|' * (len(metrics) + 2)]
+    for label in labels:
+        row = data.default_row(label)
+        stats = [row.mean_std(m) if row else None for m in metrics]
+        seeds = max((s[2] for s in stats if s), default=0)
+        cells = [f'{s[0]:.2f} ± {s[1]:.2f}' if s and s[2] > 1 else f'{s[0]:.2f}' if s else '-' for s in stats]
+        lines.append(f'| {label} | {seeds} | ' + ' | '.join(cells) + ' |')
+    return lines
 
 
 def write_study_report(study: Study, out_dir: str | Path, data: StudyData | None = None) -> list[Path]:
@@ -273,6 +316,9 @@ def write_study_report(study: Study, out_dir: str | Path, data: StudyData | None
              f'(the paper\'s protocol) second. n = seeds of the better and the worse row.', '',
              f'![effects against pretraining epochs]({stem}.png)', '']
     lines += summary_table(data, metrics)
+    lines += ['', '## The default cell at each schedule', '',
+              'The cell every row shares, accuracy in % (mean ± sample standard deviation over seeds):', '']
+    lines += default_cell_table(data)
     lines += ['', '## Schedules', '', '| epochs | scale | precision | seed sd (pooled, df) | cells | CPU-hours |',
               '|---|---|---|---|---|---|']
     total_cells, total_cpu = 0, 0.0

@@ -179,7 +179,8 @@ def run_study(args) -> None:
             store = stores[step.label]
             if not args.dry_run:
                 restore_weight_files(store)
-            sweep(step.scale, [step.axis], step.values, step.seeds, store, str(store.root), args)
+            step_args = argparse.Namespace(**{**vars(args), 'finetune': step.finetune})
+            sweep(step.scale, [step.axis], step.values, step.seeds, store, str(store.root), step_args)
         if args.dry_run:
             return
     for path in write_study_report(study, args.results, StudyData(study, stores)):
