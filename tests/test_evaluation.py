@@ -234,9 +234,10 @@ def test_the_micro_ablation_pins_its_probes_to_bfloat16_whatever_the_cpu(monkeyp
     from mimbench.ablation.execute import eval_config as ablation_eval_config
     monkeypatch.setattr(machine, 'cpu_has_bfloat16_units', lambda: False)
     micro = Scale.load('micro')
-    # ft: another hash since fine-tuning trains under the runner (protocol version 2; no stored cell had ft)
+    # ft: another hash since fine-tuning trains under the runner (protocol version 2) and since its recipe was
+    # calibrated (10 epochs, pretraining's augmentation); no cell had been stored with ft before either change
     stored = dict(lin='fbcb4927f6c6', lin_mean='ac9f5059e3f2', knn='1351ea105437', att='ba49926da787',
-                  ft='5ca65d4ee233')
+                  ft='1486db10da74')
     assert {name: ablation_eval_config(micro, name)[2] for name in stored} == stored
     assert ablation_eval_config(micro, 'att')[1].token_dtype == 'bfloat16'
     assert Config.fromfile(str(REPO / 'configs/eval/linear_micro.py')).extract.dtype == 'auto'
