@@ -266,6 +266,8 @@ def plot_study(data: StudyData, metrics: tuple[str, ...], path: str | Path) -> P
             ax.legend(fontsize=7)
         ax.axhline(0, color='grey', lw=0.8)
         ax.set_xscale('log')
+        ax.minorticks_off()                  # a log axis labels minor ticks (6x10^0) otherwise
+        ax.set_xlim(min(labels) / 1.25, max(labels) * 1.25)    # points at the ends stay inside
         ax.set_xticks(labels)
         ax.set_xticklabels([str(label) for label in labels])
         ax.set_title(finding['name'], fontsize=9)
