@@ -114,6 +114,8 @@ def test_an_effect_is_judged_against_the_spread_pooled_over_the_schedules_rows(t
     (['0', '+', '0'], 'does not reproduce (shows only in between)'),
     (['+', '?', '?'], 'so far: reproduces'),
     (['?', '?', '?'], 'not measured yet'),
+    (['?', '?', 'n'], 'no seed spread to judge by'),
+    (['+', 'n', '+'], 'so far: reproduces'),     # a schedule without a spread does not hide the others
 ])
 def test_the_verdict_over_schedules(verdicts, expected):
     assert trend(verdicts) == expected

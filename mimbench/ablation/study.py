@@ -181,13 +181,11 @@ def trend(verdicts: list[str]) -> str:
     """The verdict over schedules (shortest first) from each schedule's '+', '0', '-' or '?' (unmeasured):
     reproduces (shows at the shortest and the longest measured), emerges with training (only at the longest),
     shrinks (at the shortest, not the longest), does not reproduce (nowhere; "the opposite shows" where the
-    longest shows the other way). Prefixed "so far:" while a schedule is unmeasured. "No seed spread to judge
-    by" where a measured schedule has no spread (a metric run at one seed)."""
-    if 'n' in verdicts:
-        return 'no seed spread to judge by'
-    known = [v for v in verdicts if v != '?']
+    longest shows the other way). Prefixed "so far:" while a schedule is unmeasured or has no seed spread to
+    judge by ('n', a metric run at one seed); "no seed spread to judge by" when no schedule can be judged."""
+    known = [v for v in verdicts if v not in ('?', 'n')]
     if not known:
-        return 'not measured yet'
+        return 'no seed spread to judge by' if 'n' in verdicts else 'not measured yet'
     prefix = 'so far: ' if len(known) < len(verdicts) else ''
     first, last = known[0], known[-1]
     if first == '+' and last == '+':
