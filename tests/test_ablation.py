@@ -398,9 +398,29 @@ def test_a_new_evaluation_is_added_to_finished_cells_without_pretraining_again(t
     record = run_sweep(cells, _spec(tmp_path, ('knn', 'lin')), log=lambda _: None)[0]
     assert set(record['metrics']) == {'knn', 'lin'}
     assert record['metrics']['knn'] == first['metrics']['knn']      # the finished column is kept, not redone
-    assert not [cmd for cmd in launched if 'tools/train.py' in ' '.join(map(str, cmd[0]))]   # no training run
+    assert not [cmd for cmd in launched if 'mimbench.cli.train' in cmd[0]]   # no training run
     assert {name: (work / name).stat().st_mtime_ns for name in finished} == \
         {name: mtime for name, (mtime, _) in finished.items()}        # weights and summaries untouched
+
+
+def test_a_work_root_moved_whole_still_serves_its_trained_cells(tiny, tmp_path, monkeypatch):
+    # mmengine's pointer and the run summary name checkpoints by absolute path; a work root carried to
+    # another checkout or disk must not send its cells back to pretraining, nor fail them
+    cells = expand(tiny, ['decoder_depth'], 1, ['1'])
+    first = run_sweep(cells, _spec(tmp_path), log=lambda _: None)[0]
+    (tmp_path / 'work').rename(tmp_path / 'moved')
+    import mimbench.ablation.execute as execute
+    launched = []
+    real_popen = execute.subprocess.Popen
+    monkeypatch.setattr(execute.subprocess, 'Popen', lambda *a, **k: launched.append(a) or real_popen(*a, **k))
+    spec = SweepSpec(scale=TINY, store=str(tmp_path / 'store'), work_root=str(tmp_path / 'moved'),
+                     evaluations=['knn', 'lin'])
+    lines = []
+    records = run_sweep(cells, spec, log=lines.append)
+    assert len(records) == 1, lines
+    assert set(records[0]['metrics']) == {'knn', 'lin'}
+    assert records[0]['metrics']['knn'] == first['metrics']['knn']   # the moved evaluation is found, not redone
+    assert not [cmd for cmd in launched if 'mimbench.cli.train' in cmd[0]]   # and nothing is trained again
 
 
 @pytest.mark.slow

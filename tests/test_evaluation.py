@@ -13,7 +13,8 @@ from mimbench.engine.runner import load_config
 from mimbench.errors import MimbenchError
 from mimbench.evaluation import (AttentiveProbeHead, Classifier, EncoderMismatchError, FeatureCache, Features,
                                  LinearProbeHead, cached_features, evaluate, extract_features, knn_predict,
-                                 layer_decay_groups, linear_probe, load_encoder, read_record, write_record)
+                                 layer_decay_groups, linear_probe, load_encoder, read_record, resolve_checkpoint,
+                                 write_record)
 from mimbench.evaluation.attentive import normalize_tokens
 from mimbench.evaluation.features import pool_tokens
 from mimbench.evaluation.optim import set_lr, torch_threads, warmup_cosine
@@ -80,6 +81,16 @@ def test_the_encoder_is_rebuilt_from_the_config_stored_in_the_checkpoint(tmp_pat
         assert loaded.checkpoint == str(tmp_path / 'run/iter_2.pth')
         for name, value in model.encoder.state_dict().items():
             assert torch.equal(loaded.encoder.state_dict()[name], value), name
+
+
+def test_a_work_dir_moved_whole_still_resolves_to_its_own_checkpoint(tmp_path):
+    make_checkpoint(tmp_path / 'run/iter_2.pth')
+    (tmp_path / 'run/last_checkpoint').write_text(str(tmp_path / 'run/iter_2.pth'))   # mmengine: absolute
+    (tmp_path / 'run').rename(tmp_path / 'moved')
+    assert resolve_checkpoint(tmp_path / 'moved') == str(tmp_path / 'moved/iter_2.pth')
+    (tmp_path / 'moved/iter_2.pth').unlink()
+    with pytest.raises(FileNotFoundError, match='last_checkpoint points to .*/run/iter_2.pth, which does not exist'):
+        resolve_checkpoint(tmp_path / 'moved')
 
 
 def test_a_checkpoint_of_another_architecture_is_refused_naming_keys_and_shapes(tmp_path):

@@ -149,6 +149,15 @@ def test_resume_falls_back_to_the_newest_checkpoint_that_loads_and_says_so(tmp_p
         assert torch.equal(a, b), name   # the fallback checkpoint continues exactly
 
 
+def test_a_work_dir_moved_whole_resumes_from_the_checkpoint_its_pointer_names(tmp_path, capsys):
+    train(tmp_path / 'run', max_iters=6, options={'default_hooks.checkpoint.interval': 2})
+    (tmp_path / 'run').rename(tmp_path / 'moved')   # the pointer still names .../run/iter_6.pth
+    capsys.readouterr()
+    resumed = train(tmp_path / 'moved', max_iters=8, resume='auto')
+    assert 'resume: skipped' not in capsys.readouterr().out
+    assert resumed.iter == 8 and resumed.last_checkpoint == str(tmp_path / 'moved/iter_8.pth')
+
+
 def test_resume_with_another_batch_size_is_refused_unless_the_checkpoint_predates_the_record(tmp_path):
     train(tmp_path, max_iters=4)
     with pytest.raises(MimbenchError, match=r'batch size 16 per process on 1 process\(es\), this run has 8 on 1;.*'

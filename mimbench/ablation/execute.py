@@ -120,9 +120,10 @@ def pretrain(cell: Cell, scale: Scale, work_dir: Path, *, data_root: str | None 
              log: Log = print) -> dict:
     """Pretrain the cell (or resume it) in a child process; returns the summary written to ``pretrain.json``
     (checkpoint path, iterations, final loss, wall and CPU seconds across resumes)."""
+    from mimbench.engine.checkpoint import pointed_checkpoint, relocated
     done = read_json(work_dir / 'pretrain.json')
     if done is not None:
-        return done
+        return dict(done, checkpoint=relocated(done['checkpoint'], work_dir)) if done.get('checkpoint') else done
     cmd = train_command(cell, scale, write_cell_config(cell, work_dir), work_dir, data_root)
     versions = note_code_version(work_dir, code_version())
     log_path = work_dir / 'pretrain.log'
@@ -141,7 +142,7 @@ def pretrain(cell: Cell, scale: Scale, work_dir: Path, *, data_root: str | None 
         code = proc.wait()
     if code != 0:
         raise CellFailed(f'pretraining of {cell.name} failed (exit {code}); log: {log_path}')
-    last = (work_dir / 'last_checkpoint').read_text().strip()
+    last = pointed_checkpoint(work_dir)
     clock = read_json(work_dir / 'train_clock.json') or {}
     summary = dict(checkpoint=last, iters=clock.get('iter'), final_loss=_last_loss(work_dir),
                    wall_seconds=clock.get('wall_seconds'), cpu_seconds=clock.get('cpu_seconds'),
@@ -231,7 +232,7 @@ def evaluate_cell(cell: Cell, scale: Scale, work_dir: Path, name: str, checkpoin
     protocol, cfg, digest = eval_config(scale, name)
     out = work_dir / 'eval' / f'{name}-{digest}.json'
     previous = read_json(out)
-    if previous is not None and previous.get('checkpoint') == checkpoint:
+    if previous is not None and _same_checkpoint(previous.get('checkpoint'), checkpoint, work_dir):
         return previous
     scratch = None if checkpoint else str(write_cell_config(cell, work_dir))
     try:
@@ -241,6 +242,15 @@ def evaluate_cell(cell: Cell, scale: Scale, work_dir: Path, name: str, checkpoin
         raise CellFailed(f'{name} evaluation of {cell.name} failed: {type(err).__name__}: {err}') from err
     record['eval_hash'] = digest
     return record
+
+
+def _same_checkpoint(recorded: str | None, checkpoint: str | None, work_dir: Path) -> bool:
+    """Whether an evaluation record of the cell's work dir, naming ``recorded``, is of ``checkpoint``'s weights
+    (the work dir may have moved since it was written)."""
+    from mimbench.engine.checkpoint import relocated
+    if recorded is None or checkpoint is None:
+        return recorded == checkpoint
+    return os.path.abspath(relocated(recorded, work_dir)) == os.path.abspath(checkpoint)
 
 
 def prefetch_features(cell: Cell, scale: Scale, work_dir: Path, checkpoint: str | None, names: list[str], *,

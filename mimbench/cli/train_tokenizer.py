@@ -23,7 +23,7 @@ from mmengine.dist import get_rank
 from mmengine.model import is_model_wrapper
 
 from mimbench.data import unaugmented_split
-from mimbench.engine.checkpoint import load_local_checkpoint
+from mimbench.engine.checkpoint import load_local_checkpoint, pointed_checkpoint
 from mimbench.engine.dist import LAUNCHERS, ends_process_group
 from mimbench.engine.runner import DictAction, apply_cli, build_runner, load_config
 from mimbench.errors import USER_ERRORS
@@ -76,11 +76,11 @@ def main(argv=None) -> None:
                   resume=args.resume, launcher=args.launcher, max_iters=args.max_iters)
         work_dir = Path(cfg.work_dir)
         if args.eval_only:
-            last = work_dir / 'last_checkpoint'
-            if not last.is_file():
+            last = pointed_checkpoint(work_dir)
+            if not last:
                 sys.exit(f'error: no checkpoint in {work_dir}; train first without --eval-only')
             model = MODELS.build(cfg.model)
-            model.load_state_dict(load_local_checkpoint(last.read_text().strip())['state_dict'])
+            model.load_state_dict(load_local_checkpoint(last)['state_dict'])
             iterations, rank = None, get_rank()
         else:
             runner = build_runner(cfg)

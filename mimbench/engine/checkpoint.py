@@ -91,6 +91,27 @@ def read_meta(path: str | os.PathLike) -> dict:
     return torch.load(path, map_location='cpu', weights_only=False, mmap=True)['meta']
 
 
+def relocated(path: str | os.PathLike, work_dir: str | os.PathLike) -> str:
+    """``path``, a checkpoint named by a file of ``work_dir`` (the ``last_checkpoint`` pointer, a run summary),
+    found again after the work dir was moved or copied whole.
+
+    mmengine writes absolute paths, so a work dir carried to another checkout or disk names files that are
+    gone. Returns ``path`` when it exists or when ``work_dir`` has no file of its name either (the caller says
+    it is missing), else that file of ``work_dir``.
+    """
+    path = Path(path)
+    moved = Path(work_dir) / path.name
+    return str(moved) if not path.is_file() and moved.is_file() else str(path)
+
+
+def pointed_checkpoint(work_dir: str | os.PathLike) -> str:
+    """The checkpoint that ``work_dir``'s ``last_checkpoint`` pointer names, :func:`relocated`; '' when the
+    pointer is missing or empty."""
+    pointer = Path(work_dir) / POINTER
+    named = pointer.read_text().strip() if pointer.is_file() else ''
+    return relocated(named, work_dir) if named else ''
+
+
 def _iteration_checkpoints(work_dir: Path) -> list[Path]:
     """``iter_<N>.pth`` files of ``work_dir``, newest (highest N) first."""
     found = [(int(m.group(1)), p) for p in work_dir.glob('iter_*.pth')
@@ -115,7 +136,7 @@ def resumable_checkpoint(work_dir: str | os.PathLike, log: Callable[[str], None]
     """
     work_dir = Path(work_dir)
     pointer = work_dir / POINTER
-    named = pointer.read_text().strip() if pointer.is_file() else ''
+    named = pointed_checkpoint(work_dir)
     others = [str(p) for p in _iteration_checkpoints(work_dir)
               if not named or os.path.abspath(p) != os.path.abspath(named)]
     skipped = [] if named else [f'{pointer} ({"empty" if pointer.is_file() else "missing"})']

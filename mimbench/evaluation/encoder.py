@@ -16,7 +16,7 @@ import torch
 from mmengine.config import Config
 from torch import nn
 
-from mimbench.engine.checkpoint import load_local_checkpoint
+from mimbench.engine.checkpoint import POINTER, load_local_checkpoint, pointed_checkpoint
 from mimbench.errors import MimbenchError
 from mimbench.registry import ENCODERS, MODELS
 
@@ -101,13 +101,11 @@ def resolve_checkpoint(path: str | os.PathLike) -> str:
     if path.is_file():
         return str(path)
     work_dir = path if path.is_dir() else path.parent if path.name == 'latest.pth' else None
-    if work_dir is not None and (work_dir / 'last_checkpoint').is_file():
-        target = Path((work_dir / 'last_checkpoint').read_text().strip())
-        if not target.is_absolute() and not target.is_file():
-            target = work_dir / target.name
-        if target.is_file():
-            return str(target)
-        raise FileNotFoundError(f'{work_dir}/last_checkpoint points to {target}, which does not exist')
+    if work_dir is not None and (work_dir / POINTER).is_file():
+        target = pointed_checkpoint(work_dir)
+        if Path(target).is_file():
+            return target
+        raise FileNotFoundError(f'{work_dir}/{POINTER} points to {target or "nothing"}, which does not exist')
     raise FileNotFoundError(f'checkpoint {path} does not exist (give a .pth file or a work dir with '
                             f'a last_checkpoint file)')
 
