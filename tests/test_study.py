@@ -9,7 +9,7 @@ import pytest
 from mimbench.ablation.axes import AblationError, get_axis
 from mimbench.ablation.cells import Scale, make_cell
 from mimbench.ablation.store import ResultStore
-from mimbench.ablation.study import Study, StudyData, plan, trend, write_study_report
+from mimbench.ablation.study import Effect, Study, StudyData, critical_t, plan, trend, write_study_report
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,7 +22,7 @@ row_seeds = {5: 2, 20: 2}
 rows = dict(decoder_depth=['1', '2', '8'])
 order = [(20, 'spread'), (5, 'spread'), (20, 1), (20, 'rows')]
 findings = [dict(name='decoder depth 8 over 1', axis='decoder_depth', better='8', worse='1')]
-threshold_se = 2.0
+confidence = 0.95
 """
 
 
@@ -88,21 +88,40 @@ def test_a_finding_must_compare_two_of_the_studys_rows(tmp_path):
 def test_an_effect_is_judged_against_the_spread_pooled_over_the_schedules_rows(tmp_path):
     study = _study(tmp_path)
     stores = {5: _store(tmp_path, 'micro', {'1': [50, 52], '8': [49, 51]}),
-              20: _store(tmp_path, 'micro_bf16_20ep', {'1': [50, 52], '8': [56, 58]})}
+              20: _store(tmp_path, 'micro_bf16_20ep', {'1': [50, 52], '8': [60, 62]})}
     data = StudyData(study, stores)
     finding = study.cfg.findings[0]
     short, long = (data.effect(label, finding, 'lin_mean') for label in (5, 20))
-    # sd pooled over the two rows: sqrt((2 + 2) / 2); se of a difference of two 2-seed means: sd * sqrt(1)
-    assert short.diff == pytest.approx(-1.0) and short.se == pytest.approx(2 ** 0.5)
-    assert long.diff == pytest.approx(6.0) and long.se == pytest.approx(2 ** 0.5)
-    assert (short.verdict(2.0), long.verdict(2.0)) == ('0', '+')
+    # sd pooled over the two rows: sqrt((2 + 2) / 2), 2 degrees of freedom; se of a difference of two 2-seed
+    # means: sd * sqrt(1)
+    assert short.diff == pytest.approx(-1.0) and short.se == pytest.approx(2 ** 0.5) and short.df == 2
+    assert long.diff == pytest.approx(10.0) and long.se == pytest.approx(2 ** 0.5)
+    assert (short.verdict(0.95), long.verdict(0.95)) == ('0', '+')
 
     # the default cell's four seeds spread widely: the same difference no longer shows
-    wide = _store(tmp_path / 'wide', 'micro_bf16_20ep', {'1': [50, 52], '8': [56, 58], '2': [40, 50, 60, 50]})
+    wide = _store(tmp_path / 'wide', 'micro_bf16_20ep', {'1': [50, 52], '8': [60, 62], '2': [40, 50, 60, 50]})
     data = StudyData(study, {5: stores[5], 20: wide})
     sd, df = data.spread(20, 'lin_mean')
     assert df == 5 and sd == pytest.approx(((2 + 2 + 200) / 5) ** 0.5)
-    assert data.effect(20, finding, 'lin_mean').verdict(2.0) == '0'
+    assert data.effect(20, finding, 'lin_mean').verdict(0.95) == '0'
+
+
+def test_a_spread_resting_on_few_seeds_asks_for_a_larger_effect():
+    # the two-sided 95% Student t critical values: the spread estimated from 3 degrees of freedom is itself
+    # uncertain, so 4.2 standard errors do not yet show there, but do with 13 degrees of freedom behind it
+    assert critical_t(0.95, 3) == pytest.approx(3.182, abs=1e-3)
+    assert critical_t(0.95, 13) == pytest.approx(2.160, abs=1e-3)
+    assert critical_t(0.95, 0) is None
+    assert Effect(3.0, 1.0, 1, 4, df=3).verdict(0.95) == '0'
+    assert Effect(3.0, 1.0, 1, 4, df=13).verdict(0.95) == '+'
+    assert Effect(-3.0, 1.0, 1, 4, df=13).verdict(0.95) == '-'
+    assert Effect(3.0, None, 1, 1, df=0).verdict(0.95) == 'n'
+    assert Effect(3.0, 1.0, 1, 4, df=13).margin(0.95) == pytest.approx(2.160, abs=1e-3)
+
+
+def test_a_study_states_its_confidence_as_a_probability(tmp_path):
+    with pytest.raises(AblationError, match=r'confidence: 95.0 must be a probability strictly between 0 and 1'):
+        _study(tmp_path, STUDY.replace('confidence = 0.95', 'confidence = 95.0'))
 
 
 @pytest.mark.parametrize('verdicts, expected', [
@@ -124,15 +143,16 @@ def test_the_verdict_over_schedules(verdicts, expected):
 def test_the_report_gives_every_finding_its_effects_verdict_and_the_commands(tmp_path):
     study = _study(tmp_path)
     stores = {5: _store(tmp_path, 'micro', {'1': [50, 52], '8': [49, 51], '2': [53, 55]}),
-              20: _store(tmp_path, 'micro_bf16_20ep', {'1': [50, 52], '8': [56, 58]})}
+              20: _store(tmp_path, 'micro_bf16_20ep', {'1': [50, 52], '8': [60, 62]})}
     paths = write_study_report(study, tmp_path / 'out', StudyData(study, stores))
     assert sorted(p.name for p in paths) == ['tiny_study.md', 'tiny_study.png']
     md = (tmp_path / 'out' / 'tiny_study.md').read_text()
     row = next(line for line in md.splitlines() if line.startswith('| decoder depth 8 over 1 |'))
     cells = [c.strip() for c in row.strip('|').split('|')]
-    assert cells[2:5] == ['-1.00 ± 1.41 (n=2,2)', '+6.00 ± 1.41 (n=2,2) **shows**', 'lin +8.0, ft +0.1']
+    assert cells[2:5] == ['-1.00 ± 1.41 (n=2,2)', '+10.00 ± 1.41 (n=2,2) **shows**', 'lin +8.0, ft +0.1']
     assert cells[5] == 'emerges with training'
-    assert '| 20 | micro_bf16_20ep | bf16 autocast |' in md
+    # each schedule's spread, with its degrees of freedom and the t critical value they give
+    assert '| 20 | micro_bf16_20ep | bf16 autocast | lin (mean-pool) 1.41 (2, 4.30); lin 1.41 (2, 4.30) |' in md
     # the default cell (decoder depth 2 here) at each schedule, on every evaluation the scale runs
     assert '| epochs | seeds | lin | lin (mean-pool) | kNN | attentive |' in md
     assert '| 5 | 2 | 44.00 ± 1.41 | 54.00 ± 1.41 | - | - |' in md

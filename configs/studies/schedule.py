@@ -46,6 +46,7 @@ findings = [
     dict(name='MAE over BEiT-style', axis='method', better='mae', worse='beit'),
     dict(name='CAE alignment (lambda 2 over 0)', axis='cae_align_weight', better='2', worse='0'),
 ]
-# An effect "shows" at a schedule when it exceeds this many standard errors of the difference, the standard
-# deviation pooled over every row of that schedule with two or more seeds.
-threshold_se = 2.0
+# An effect "shows" at a schedule when its confidence interval at this level excludes zero: +- t x the standard
+# error of the difference, the standard deviation pooled over every row of that schedule with two or more seeds
+# and t the two-sided Student critical value for its degrees of freedom (the spread rests on few seeds).
+confidence = 0.95

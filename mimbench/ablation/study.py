@@ -9,7 +9,9 @@ time.
 Each effect is judged against the spread of its own scale: the standard deviation pooled over every row of
 that scale with two or more seeds (the default cell's extra seeds weigh in most), so a row's two seeds never
 vouch for themselves. The effect's standard error is ``sd * sqrt(1/n_better + 1/n_worse)``; it "shows" beyond
-``threshold_se`` standard errors.
+the two-sided Student t critical value at the study's ``confidence`` for the pooled spread's degrees of
+freedom: with few seeds behind the spread (3 degrees of freedom: t = 3.18 at 95%) the spread itself is
+uncertain, and a fixed 2 standard errors would call chance differences effects.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmengine.config import Config
+from scipy import stats
 
 from mimbench.ablation.axes import AblationError, get_axis
 from mimbench.ablation.cells import Scale, load_named_config
@@ -60,6 +63,9 @@ class Study:
             Scale.load(scale)
         for axis in cfg.rows:
             get_axis(axis)
+        if not 0 < float(cfg.get('confidence', 0)) < 1:
+            raise AblationError(f'confidence: {cfg.get("confidence")!r} must be a probability strictly between '
+                                f'0 and 1 (e.g. 0.95)')
         if (ft := cfg.get('finetune')) and not set(ft['values']) <= set(cfg.rows.get(ft['axis'], [])):
             raise AblationError(f'finetune: values {ft["values"]} must be among the study\'s {ft["axis"]} rows '
                                 f'{cfg.rows.get(ft["axis"], [])}')
@@ -95,23 +101,35 @@ def plan(study: Study) -> list[Step]:
     return steps
 
 
+def critical_t(confidence: float, df: int) -> float | None:
+    """The two-sided Student t critical value at ``confidence`` for ``df`` degrees of freedom; None at 0."""
+    return float(stats.t.ppf(0.5 + confidence / 2, df)) if df > 0 else None
+
+
 @dataclass
 class Effect:
-    """``better - worse`` on one metric at one schedule; ``se`` from the schedule's pooled spread."""
+    """``better - worse`` on one metric at one schedule; ``se`` from the schedule's pooled spread, which has
+    ``df`` degrees of freedom."""
     diff: float | None
     se: float | None
     n_better: int
     n_worse: int
+    df: int = 0
 
-    def verdict(self, threshold: float) -> str:
-        """'+' (the paper's direction, beyond ``threshold`` SE), '-' (the opposite), '0' (inside), '?'
-        (unmeasured), 'n' (measured, but no row of its schedule has two seeds of this metric to judge by)."""
+    def margin(self, confidence: float) -> float | None:
+        """Half the width of the ``confidence`` interval of the difference: t critical value x se."""
+        t = critical_t(confidence, self.df)
+        return t * self.se if t is not None and self.se else None
+
+    def verdict(self, confidence: float) -> str:
+        """'+' (the paper's direction, beyond the ``confidence`` t margin), '-' (the opposite), '0' (inside),
+        '?' (unmeasured), 'n' (measured, but no row of its schedule has two seeds of this metric to judge by)."""
         if self.diff is None:
             return '?'
-        if self.se is None or self.se == 0:
+        margin = self.margin(confidence)
+        if margin is None:
             return 'n'
-        z = self.diff / self.se
-        return '+' if z > threshold else '-' if z < -threshold else '0'
+        return '+' if self.diff > margin else '-' if self.diff < -margin else '0'
 
     def text(self) -> str:
         if self.diff is None:
@@ -168,9 +186,9 @@ class StudyData:
         better, worse = (self.row(label, finding['axis'], finding[k]).values(metric) for k in ('better', 'worse'))
         if not better or not worse:
             return Effect(None, None, len(better), len(worse))
-        sd, _ = self.spread(label, metric)
+        sd, df = self.spread(label, metric)
         se = sd * math.sqrt(1 / len(better) + 1 / len(worse)) if sd is not None else None
-        return Effect(statistics.fmean(better) - statistics.fmean(worse), se, len(better), len(worse))
+        return Effect(statistics.fmean(better) - statistics.fmean(worse), se, len(better), len(worse), df)
 
     def cost(self, label: int) -> tuple[int, float]:
         cells, cpu, _ = _cost(self.all_rows(label))
@@ -218,13 +236,13 @@ def finding_metrics(study: Study, finding: dict, metrics: tuple[str, ...]) -> tu
 def summary_table(data: StudyData, metrics: tuple[str, ...]) -> list[str]:
     study = data.study
     labels = sorted(study.schedules)
-    threshold = float(study.cfg.threshold_se)
+    confidence = float(study.cfg.confidence)
     head = ['finding', 'metric', *[f'{e} ep' for e in labels], 'paper (800 ep)', 'verdict']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for finding in study.cfg.findings:
         for i, metric in enumerate(finding_metrics(study, finding, metrics)):
             effects = [data.effect(label, finding, metric) for label in labels]
-            verdicts = [e.verdict(threshold) for e in effects]
+            verdicts = [e.verdict(confidence) for e in effects]
             cells = [f'{e.text()} {_MARK[v]}'.strip() for e, v in zip(effects, verdicts)]
             name = finding['name'] if i == 0 else ''
             paper = paper_effect(finding, study.scale(labels[0])) if i == 0 else ''
@@ -237,14 +255,15 @@ _MARK = {'+': '**shows**', '-': '**opposite**', '0': '', '?': '', 'n': ''}
 
 
 def plot_study(data: StudyData, metrics: tuple[str, ...], path: str | Path) -> Path:
-    """One panel per finding: the effect (points) with +-threshold standard errors against epochs, per metric."""
+    """One panel per finding: the effect (points) with its confidence interval (t margin) against epochs, per
+    metric."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     study = data.study
     findings = study.cfg.findings
     labels = sorted(study.schedules)
-    threshold = float(study.cfg.threshold_se)
+    confidence = float(study.cfg.confidence)
     cols = 4
     nrows = math.ceil(len(findings) / cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(3.6 * cols, 2.9 * nrows), squeeze=False)
@@ -257,7 +276,7 @@ def plot_study(data: StudyData, metrics: tuple[str, ...], path: str | Path) -> P
                 if e.diff is not None:
                     xs.append(label * (1 + 0.04 * (k - (len(shown) - 1) / 2)))
                     ys.append(e.diff)
-                    errs.append(threshold * e.se if e.se is not None else 0.0)
+                    errs.append(e.margin(confidence) or 0.0)
             if xs:
                 ax.errorbar(xs, ys, yerr=errs, marker='o', capsize=3, label=METRIC_NAMES.get(metric, metric))
         if len(shown) > len(metrics):     # the panels with an ft line say so
@@ -274,7 +293,8 @@ def plot_study(data: StudyData, metrics: tuple[str, ...], path: str | Path) -> P
     for ax in list(axes.flat)[len(findings):]:
         ax.axis('off')
     axes.flat[0].legend(fontsize=7)
-    fig.suptitle(f'{study.cfg.title} (bars: ±{threshold:g} standard errors)', fontsize=10)
+    fig.suptitle(f'{study.cfg.title} (bars: {confidence:.0%} confidence interval, t on the pooled seed spread)',
+                 fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path, dpi=100)
 
@@ -304,14 +324,16 @@ def write_study_report(study: Study, out_dir: str | Path, data: StudyData | None
     metrics = tuple(dict.fromkeys((check, 'lin')))
     stem = f'{study.name}_study'
     labels = sorted(study.schedules)
-    threshold = float(study.cfg.threshold_se)
+    confidence = float(study.cfg.confidence)
     lines = [f'# {study.cfg.title}', '',
              f'Generated by `python tools/ablate.py --study {study.name} --report` from the results stores; do '
              f'not edit by hand. Each entry is a finding\'s effect, better row minus worse row in accuracy '
              f'points, ± one standard error of that difference; the standard deviation behind it is pooled over '
              f'every row of the schedule with two or more seeds (the default cell runs {study.cfg.spread_seeds} '
-             f'seeds at every schedule). **shows**: beyond {threshold:g} standard errors in the paper\'s '
-             f'direction; **opposite**: beyond them the other way. Verdicts read the check metric '
+             f'seeds at every schedule). **shows**: the {confidence:.0%} confidence interval of the difference '
+             f'(± t x standard error, t the two-sided Student critical value for the pooled spread\'s degrees of '
+             f'freedom, listed under Schedules) lies wholly on the paper\'s side of zero; **opposite**: wholly on '
+             f'the other side. Verdicts read the check metric '
              f'({METRIC_NAMES.get(check, check)}) first row of each finding and the [cls] linear probe '
              f'(the paper\'s protocol) second. n = seeds of the better and the worse row.', '',
              f'![effects against pretraining epochs]({stem}.png)', '']
@@ -319,7 +341,7 @@ def write_study_report(study: Study, out_dir: str | Path, data: StudyData | None
     lines += ['', '## The default cell at each schedule', '',
               'The cell every row shares, accuracy in % (mean ± sample standard deviation over seeds):', '']
     lines += default_cell_table(data)
-    lines += ['', '## Schedules', '', '| epochs | scale | precision | seed sd (pooled, df) | cells | CPU-hours |',
+    lines += ['', '## Schedules', '', '| epochs | scale | precision | seed sd (pooled; df, t) | cells | CPU-hours |',
               '|---|---|---|---|---|---|']
     total_cells, total_cpu = 0, 0.0
     for label in labels:
@@ -327,7 +349,8 @@ def write_study_report(study: Study, out_dir: str | Path, data: StudyData | None
         sds = []
         for metric in metrics:
             sd, df = data.spread(label, metric)
-            sds.append(f'{METRIC_NAMES.get(metric, metric)} {sd:.2f} ({df})' if sd is not None
+            sds.append(f'{METRIC_NAMES.get(metric, metric)} {sd:.2f} ({df}, {critical_t(confidence, df):.2f})'
+                       if sd is not None
                        else f'{METRIC_NAMES.get(metric, metric)} -')
         cells, cpu = data.cost(label)
         total_cells, total_cpu = total_cells + cells, total_cpu + cpu
