@@ -11,12 +11,14 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from mimbench.ablation.axes import AXES, AblationError, get_axis
 from mimbench.ablation.cells import Scale, expand, make_cell
 from mimbench.ablation.estimate import estimate_cell
 from mimbench.ablation.report import axis_rows, write_report
 from mimbench.ablation.store import ResultStore
+from mimbench.evaluation.encoder import file_sha256
 from mimbench.fileio import read_json, write_json_atomic
 from mimbench.ablation.sweep import Outcome, Progress, SweepSpec, run_sweep
 
@@ -401,6 +403,27 @@ def test_a_new_evaluation_is_added_to_finished_cells_without_pretraining_again(t
     assert not [cmd for cmd in launched if 'mimbench.cli.train' in cmd[0]]   # no training run
     assert {name: (work / name).stat().st_mtime_ns for name in finished} == \
         {name: mtime for name, (mtime, _) in finished.items()}        # weights and summaries untouched
+
+
+def test_an_evaluation_finished_before_a_kill_is_reused_only_for_the_same_weights(tiny, tmp_path):
+    cells = expand(tiny, ['decoder_depth'], 1, ['1'])
+    first = run_sweep(cells, _spec(tmp_path), log=lambda _: None)[0]
+    store = ResultStore(tmp_path / 'store')
+    work = tmp_path / 'work' / cells[0].key
+    (evaluation,) = (work / 'eval').glob('knn-*.json')
+    written = evaluation.stat().st_mtime_ns
+    store.path(cells[0].key).unlink()          # killed after its evaluation, before its record was written
+    again = run_sweep(cells, _spec(tmp_path), log=lambda _: None)[0]
+    assert again['metrics']['knn'] == first['metrics']['knn'] and evaluation.stat().st_mtime_ns == written
+
+    checkpoint = Path(first['pretrain']['checkpoint']).resolve()
+    ckpt = torch.load(checkpoint, weights_only=False)
+    ckpt['state_dict'] = {k: v * 0.5 if v.is_floating_point() else v for k, v in ckpt['state_dict'].items()}
+    torch.save(ckpt, checkpoint)               # other weights under the same path: retrained in place
+    store.path(cells[0].key).unlink()
+    run_sweep(cells, _spec(tmp_path), log=lambda _: None)
+    assert evaluation.stat().st_mtime_ns != written                 # evaluated again, of the new weights
+    assert json.loads(evaluation.read_text())['checkpoint_sha256'] == file_sha256(checkpoint)
 
 
 def test_a_work_root_moved_whole_still_serves_its_trained_cells(tiny, tmp_path, monkeypatch):

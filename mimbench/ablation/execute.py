@@ -232,8 +232,8 @@ def evaluate_cell(cell: Cell, scale: Scale, work_dir: Path, name: str, checkpoin
     protocol, cfg, digest = eval_config(scale, name)
     out = work_dir / 'eval' / f'{name}-{digest}.json'
     previous = read_json(out)
-    if previous is not None and _same_checkpoint(previous.get('checkpoint'), checkpoint, work_dir):
-        return previous
+    if previous is not None and _same_weights(previous, checkpoint):
+        return dict(previous, eval_hash=digest)     # the file's name holds the hash; its record does not
     scratch = None if checkpoint else str(write_cell_config(cell, work_dir))
     try:
         record = evaluate(protocol, checkpoint, scratch=scratch, eval_cfg=cfg, data_root=data_root, seed=cell.seed,
@@ -244,13 +244,14 @@ def evaluate_cell(cell: Cell, scale: Scale, work_dir: Path, name: str, checkpoin
     return record
 
 
-def _same_checkpoint(recorded: str | None, checkpoint: str | None, work_dir: Path) -> bool:
-    """Whether an evaluation record of the cell's work dir, naming ``recorded``, is of ``checkpoint``'s weights
-    (the work dir may have moved since it was written)."""
-    from mimbench.engine.checkpoint import relocated
-    if recorded is None or checkpoint is None:
-        return recorded == checkpoint
-    return os.path.abspath(relocated(recorded, work_dir)) == os.path.abspath(checkpoint)
+def _same_weights(record: dict, checkpoint: str | None) -> bool:
+    """Whether an evaluation record of the cell's work dir is of ``checkpoint``'s weights. By content: a cell
+    retrained in place writes new weights under the same path, and a work dir moved whole keeps its weights
+    under another. None (a random initialization) is the cell's own config and seed, as the work dir is."""
+    from mimbench.evaluation.encoder import file_sha256
+    if checkpoint is None:
+        return record.get('checkpoint') is None
+    return record.get('checkpoint_sha256') == file_sha256(checkpoint)
 
 
 def prefetch_features(cell: Cell, scale: Scale, work_dir: Path, checkpoint: str | None, names: list[str], *,
