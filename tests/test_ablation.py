@@ -397,9 +397,12 @@ def test_a_new_evaluation_is_added_to_finished_cells_without_pretraining_again(t
     launched = []
     real_popen = execute.subprocess.Popen
     monkeypatch.setattr(execute.subprocess, 'Popen', lambda *a, **k: launched.append(a) or real_popen(*a, **k))
+    monkeypatch.setattr(execute, 'code_version', lambda: 'newer')
     record = run_sweep(cells, _spec(tmp_path, ('knn', 'lin')), log=lambda _: None)[0]
     assert set(record['metrics']) == {'knn', 'lin'}
     assert record['metrics']['knn'] == first['metrics']['knn']      # the finished column is kept, not redone
+    # each column says which code computed it
+    assert record['metrics']['lin']['code_version'] == 'newer' != record['metrics']['knn']['code_version']
     assert not [cmd for cmd in launched if 'mimbench.cli.train' in cmd[0]]   # no training run
     assert {name: (work / name).stat().st_mtime_ns for name in finished} == \
         {name: mtime for name, (mtime, _) in finished.items()}        # weights and summaries untouched

@@ -254,6 +254,19 @@ def test_the_micro_ablation_pins_its_probes_to_bfloat16_whatever_the_cpu(monkeyp
     assert Config.fromfile(str(REPO / 'configs/eval/linear_micro.py')).extract.dtype == 'auto'
 
 
+def test_a_new_feature_extraction_version_is_a_new_identity_of_every_probe_but_not_of_fine_tuning(monkeypatch):
+    # stored metrics of probes on the old features must not be reused, as their cached features are not
+    import mimbench.evaluation.features as features
+    from mimbench.ablation.cells import Scale
+    from mimbench.ablation.execute import eval_config as ablation_eval_config
+    micro = Scale.load('micro')
+    names = ('lin', 'lin_mean', 'knn', 'att', 'ft')
+    before = {name: ablation_eval_config(micro, name)[2] for name in names}
+    monkeypatch.setattr(features, 'FEATURES_VERSION', features.FEATURES_VERSION + 1)
+    after = {name: ablation_eval_config(micro, name)[2] for name in names}
+    assert [name for name in names if after[name] == before[name]] == ['ft']
+
+
 # ------------------------------------------------------------------------------------------------- probes
 
 @pytest.mark.parametrize('protocol', ['linear', 'attentive'])

@@ -206,6 +206,10 @@ def eval_config(scale: Scale, name: str):
     ident = {k: v for k, v in cfg.to_dict().items() if k not in ('data_root',)}
     if (version := PROTOCOL_VERSIONS.get(spec['protocol'], 1)) > 1:   # version 1 keeps the hashes it always had
         ident['protocol_version'] = version
+    # the probes read extracted features: a change to extraction that raises its version is a change of theirs
+    from mimbench.evaluation.features import FEATURES_VERSION
+    if spec['protocol'] != 'finetune' and FEATURES_VERSION > 1:
+        ident['features_version'] = FEATURES_VERSION
     ident['data'] = {k: ({kk: vv for kk, vv in v.items() if kk != 'root'} if isinstance(v, dict) else v)
                      for k, v in dict(ident.get('data', {})).items()}
     blob = json.dumps(ident, sort_keys=True, default=str)
@@ -356,8 +360,9 @@ def _run_cell(cell, scale, store, work_dir, evaluations, record, *, data_root, s
     for name in missing:
         log(f'  {cell.name}: evaluating {name}')
         result = evaluate_cell(cell, scale, work_dir, name, checkpoint, data_root=data_root, log=lambda msg: None)
+        # per column: a column added to a finished cell runs on newer code than the record's other columns
         metrics[name] = dict(accuracy=result['accuracy'], wall_time_s=result['wall_time_s'],
-                             eval_hash=result['eval_hash'])
+                             eval_hash=result['eval_hash'], code_version=code_version())
         log(f'  {cell.name}: {name} top-1 {result["accuracy"]:.2f}% ({result["wall_time_s"]:.0f} s)')
     cfg = cell.config()
     record = dict(
