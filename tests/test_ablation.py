@@ -20,6 +20,7 @@ from mimbench.ablation.report import axis_rows, write_report
 from mimbench.ablation.store import ResultStore
 from mimbench.evaluation.encoder import file_sha256
 from mimbench.fileio import read_json, write_json_atomic
+from tests.fixtures.records import current_metrics
 from mimbench.ablation.sweep import Outcome, Progress, SweepSpec, run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
@@ -429,6 +430,17 @@ def test_an_evaluation_finished_before_a_kill_is_reused_only_for_the_same_weight
     assert json.loads(evaluation.read_text())['checkpoint_sha256'] == file_sha256(checkpoint)
 
 
+def test_a_pretraining_that_leaves_no_checkpoint_fails_its_cell_rather_than_evaluate_a_random_init(
+        tiny, tmp_path, monkeypatch):
+    import mimbench.ablation.execute as execute
+    monkeypatch.setattr(execute, 'train_command', lambda *args: [sys.executable, '-c', 'pass'])   # exits 0
+    cells = expand(tiny, ['decoder_depth'], 1, ['1'])
+    lines = []
+    assert run_sweep(cells, _spec(tmp_path), log=lines.append) == []
+    assert any('FAILED' in line and 'left no checkpoint' in line for line in lines), lines
+    assert not list((tmp_path / 'store').glob('*.json'))
+
+
 def test_a_work_root_moved_whole_still_serves_its_trained_cells(tiny, tmp_path, monkeypatch):
     # mmengine's pointer and the run summary name checkpoints by absolute path; a work root carried to
     # another checkout or disk must not send its cells back to pretraining, nor fail them
@@ -577,7 +589,7 @@ def _fixture_store(tiny, tmp_path):
         record = json.loads(path.read_text())
         cell = make_cell(tiny, get_axis(record['axis']),
                          get_axis(record['axis']).values(tiny.context(), [record['value']])[0], record['seed'])
-        store.put(dict(record, key=cell.key))
+        store.put(dict(record, key=cell.key, metrics=current_metrics(tiny, record['metrics'])))
     return store
 
 
@@ -629,7 +641,8 @@ def test_the_mask_token_table_sets_the_whole_models_flops_ratio_beside_the_encod
     for value in axis.values(tiny.context()):
         cell = make_cell(tiny, axis, value, 0)
         store.put(dict(key=cell.key, axis=axis.name, value=value.key, seed=0, scale='tiny',
-                       flops_gflops_per_img=flops[value.key], metrics={'lin': dict(accuracy=50.0)},
+                       flops_gflops_per_img=flops[value.key],
+                       metrics=current_metrics(tiny, {'lin': dict(accuracy=50.0)}),
                        pretrain=dict(cpu_seconds=1.0, wall_seconds=1.0)))
     table = axis_table(tiny, axis, axis_rows(tiny, axis, store))
     header, _, with_m, without_m = [line.split(' | ') for line in table.splitlines() if line.startswith('|')]
@@ -637,6 +650,23 @@ def test_the_mask_token_table_sets_the_whole_models_flops_ratio_beside_the_encod
     assert (with_m[encoder], with_m[model]) == ('0.4 (4.0x)', '0.5 (2.5x)')
     assert (without_m[encoder], without_m[model]) == ('0.1 (1.0x)', '0.2 (1.0x)')
     assert 'whole' in axis.finding and '3.3x' in axis.finding
+
+
+def test_a_metric_of_an_earlier_evaluation_recipe_is_not_read_and_the_table_says_so(tiny, tmp_path):
+    # an edited eval config is a new eval hash: a sweep re-evaluates the cells it runs, and until then the old
+    # recipe's numbers must not be averaged with the new one's
+    store = _fixture_store(tiny, tmp_path)
+    axis = get_axis('decoder_depth')
+    cell = make_cell(tiny, axis, axis.values(tiny.context(), ['1'])[0], 0)
+    record = store.records()[cell.key]
+    record['metrics']['lin']['eval_hash'] = '000000000000'
+    store.put(record)
+    (table,) = write_report(tiny, ['decoder_depth'], store, tmp_path / 'out', plots=False)
+    md = table.read_text()
+    line = next(line for line in md.splitlines() if line.startswith('| 1 |'))
+    assert [c.strip() for c in line.strip('|').split('|')][3] == '61.00 (n=1)'    # seed 1 only; was 60.50 ± 0.71
+    assert ('1 stored metric of these cells was computed under an earlier evaluation recipe and is not shown; '
+            'the sweep re-evaluates them.') in md
 
 
 def test_records_that_match_no_current_cell_are_left_out_of_the_tables_with_the_reason(tiny, tmp_path):

@@ -10,6 +10,7 @@ from mimbench.ablation.axes import AblationError, get_axis
 from mimbench.ablation.cells import Scale, make_cell
 from mimbench.ablation.store import ResultStore
 from mimbench.ablation.study import Effect, Study, StudyData, critical_t, plan, trend, write_study_report
+from tests.fixtures.records import current_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,7 +43,8 @@ def _store(tmp_path, scale_name: str, accuracies: dict[str, list[float]]) -> Res
         for seed, acc in enumerate(accs):
             cell = make_cell(scale, axis, value, seed)
             store.put(dict(key=cell.key, scale=scale.name, axis=axis.name, value=key, seed=seed,
-                           metrics={'lin_mean': {'accuracy': acc}, 'lin': {'accuracy': acc - 10}},
+                           metrics=current_metrics(scale, {'lin_mean': {'accuracy': acc},
+                                                           'lin': {'accuracy': acc - 10}}),
                            pretrain={'cpu_seconds': 3600.0}))
     return store
 
@@ -69,7 +71,8 @@ def test_a_study_fine_tunes_one_axis_in_its_own_step_and_reports_ft_without_a_ve
     for record in stores[20].records().values():     # one fine-tuning per row, seed 0
         if record['seed'] == 0:
             ft = {'accuracy': 70.0 if record['value'] == '8' else 60.0}
-            stores[20].put(dict(record, metrics=dict(record['metrics'], ft=ft)))
+            stores[20].put(dict(record, metrics=dict(record['metrics'],
+                                                     **current_metrics(Scale.load('micro_bf16_20ep'), {'ft': ft}))))
     write_study_report(study, tmp_path / 'out', StudyData(study, stores))
     md = (tmp_path / 'out' / 'tiny_study.md').read_text()
     ft = next(line for line in md.splitlines() if line.startswith('|  | ft |'))

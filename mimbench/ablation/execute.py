@@ -143,6 +143,9 @@ def pretrain(cell: Cell, scale: Scale, work_dir: Path, *, data_root: str | None 
     if code != 0:
         raise CellFailed(f'pretraining of {cell.name} failed (exit {code}); log: {log_path}')
     last = pointed_checkpoint(work_dir)
+    if not last:    # the cell would be evaluated as a random initialization, under the pretrained cell's name
+        raise CellFailed(f'pretraining of {cell.name} exited cleanly but left no checkpoint in {work_dir} '
+                         f'(no last_checkpoint pointer); log: {log_path}')
     clock = read_json(work_dir / 'train_clock.json') or {}
     summary = dict(checkpoint=last, iters=clock.get('iter'), final_loss=_last_loss(work_dir),
                    wall_seconds=clock.get('wall_seconds'), cpu_seconds=clock.get('cpu_seconds'),
@@ -196,13 +199,14 @@ def note_code_version(work_dir: Path, version: str) -> list[str]:
 PROTOCOL_VERSIONS = {'finetune': 2}
 
 
-def eval_config(scale: Scale, name: str):
+def eval_config(scale: Scale, name: str, auto_dtype: str | None = None):
     """The resolved eval config of evaluation column ``name`` and a 12-hex hash of it: a metric computed
-    under another eval config (an edited recipe) is not reused."""
+    under another eval config (an edited recipe) is not reused. ``'auto'`` dtypes resolve to ``auto_dtype``,
+    by default to what they mean on this machine."""
     from mimbench.evaluation.run import load_eval_config   # heavy imports only when evaluating
     spec = scale.evaluation(name)
     cfg = load_eval_config(spec['protocol'], repo_path(spec['config']), dict(spec.get('options', {})))
-    resolve_auto_dtypes(cfg)
+    resolve_auto_dtypes(cfg, auto_dtype)
     ident = {k: v for k, v in cfg.to_dict().items() if k not in ('data_root',)}
     if (version := PROTOCOL_VERSIONS.get(spec['protocol'], 1)) > 1:   # version 1 keeps the hashes it always had
         ident['protocol_version'] = version
@@ -216,12 +220,20 @@ def eval_config(scale: Scale, name: str):
     return spec['protocol'], cfg, hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def resolve_auto_dtypes(cfg) -> None:
-    """Replace an eval config's ``'auto'`` dtypes by what they resolve to on the device evaluations run on here
-    (a GPU when there is one), so that the eval hash says which numerics ran: 'auto' is bfloat16 on one CPU
-    and float32 on another."""
+def current_eval_hashes(scale: Scale) -> dict[str, set[str]]:
+    """Per evaluation column of the scale, the eval hashes its present recipe gives: the metrics a table
+    shows. Two where the recipe leaves a dtype ``'auto'`` (bfloat16 where the machine has it, float32
+    elsewhere): both are today's recipe, and a table must read the same on every machine."""
+    return {name: {eval_config(scale, name, dtype)[2] for dtype in ('bfloat16', 'float32')}
+            for name in scale.cfg.evaluations}
+
+
+def resolve_auto_dtypes(cfg, here: str | None = None) -> None:
+    """Replace an eval config's ``'auto'`` dtypes by ``here``, by default what they resolve to on the device
+    evaluations run on here (a GPU when there is one), so that the eval hash says which numerics ran: 'auto'
+    is bfloat16 on one CPU and float32 on another."""
     from mimbench.machine import dtype_name, resolve_dtype
-    here = dtype_name(resolve_dtype('auto', resolve_device('auto')))
+    here = here or dtype_name(resolve_dtype('auto', resolve_device('auto')))
     if cfg.get('extract', {}).get('dtype') == 'auto':
         cfg.extract.dtype = here
     if cfg.get('token_dtype') == 'auto':

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mimbench.ablation.axes import AXES, PAPER_ENCODER_WIDTH, AblationError, Axis, AxisValue, get_axis
 from mimbench.ablation.cells import Scale, find_record, make_cell, record_weight_files
+from mimbench.ablation.execute import current_eval_hashes
 from mimbench.ablation.store import ResultStore
 from mimbench.fileio import save_figure, write_text_atomic
 
@@ -23,12 +24,24 @@ GROUPS = {'decoder': ('decoder_depth', 'decoder_width')}
 
 @dataclass
 class Row:
+    """One axis value's records (one per seed found). ``current``: per evaluation column, the eval hashes of
+    its present recipe; a metric stored under another (an edited recipe, a raised protocol version) is not
+    read, so old and new recipes never mix in a mean."""
     value: AxisValue
     records: list[dict] = field(default_factory=list)
     ours_default: bool = False
+    current: dict[str, set[str]] = field(default_factory=dict)
+
+    def _is_current(self, metric: str, entry: dict) -> bool:
+        return metric not in self.current or entry.get('eval_hash') in self.current[metric]
 
     def values(self, metric: str) -> list[float]:
-        return [r['metrics'][metric]['accuracy'] for r in self.records if metric in r.get('metrics', {})]
+        return [r['metrics'][metric]['accuracy'] for r in self.records
+                if metric in r.get('metrics', {}) and self._is_current(metric, r['metrics'][metric])]
+
+    def outdated(self) -> int:
+        """How many stored metrics of this row were computed under an earlier recipe (not read)."""
+        return sum(not self._is_current(m, e) for r in self.records for m, e in r.get('metrics', {}).items())
 
     def mean_std(self, metric: str) -> tuple[float, float, int] | None:
         """(mean, sample std, number of seeds) of the metric over this row's records; None without any."""
@@ -57,9 +70,10 @@ def axis_rows(scale: Scale, axis: Axis, store: ResultStore, values: list[str] | 
             wanted.sort(key=lambda v: v.x)
     seeds = _seeds_in(all_records, scale.name)
     base = _base_key(scale, axis)
+    current = current_eval_hashes(scale)
     rows = []
     for value in wanted:
-        row = Row(value)
+        row = Row(value, current=current)
         for seed in seeds:
             cell = make_cell(scale, axis, value, seed)
             if seed == 0 and base is not None and cell.key == base:
@@ -88,7 +102,8 @@ def _fmt(ms: tuple[float, float, int] | None, n_seeds: int) -> str:
 def metric_columns(scale: Scale, rows: list[Row]) -> list[str]:
     """ft and lin always (the paper's columns), then every other evaluation the scale runs or the store has."""
     names = ['ft', 'lin'] + [n for n in scale.cfg.default_evaluations if n not in ('ft', 'lin')]
-    present = {m for row in rows for r in row.records for m in r.get('metrics', {})}
+    present = {m for row in rows for r in row.records for m, entry in r.get('metrics', {}).items()
+               if row._is_current(m, entry)}
     names += sorted(present - set(names))
     return [n for n in names if n in METRIC_NAMES or n in present]
 
@@ -216,6 +231,10 @@ def axis_table(scale: Scale, axis: Axis, rows: list[Row], stale: list[dict] = ()
     if stale:
         note += (f' {len(stale)} stored record{"s" if len(stale) > 1 else ""} of this axis '
                  f'{"are" if len(stale) > 1 else "is"} not shown: {why_not_shown(stale)}.')
+    if outdated := sum(row.outdated() for row in rows):
+        note += (f' {outdated} stored metric{"s" if outdated > 1 else ""} of these cells '
+                 f'{"were" if outdated > 1 else "was"} computed under an earlier evaluation recipe and '
+                 f'{"are" if outdated > 1 else "is"} not shown; the sweep re-evaluates them.')
     check_metric = scale.cfg.get('check_metric', 'lin')
     return '\n'.join([*([f'## {axis.title}', ''] if heading else []), note, '', *lines, '',
                       f'Paper: {axis.finding}', '', check_line(rows, check_metric), '',
