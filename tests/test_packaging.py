@@ -39,3 +39,22 @@ def test_an_installed_package_runs_configs_by_name_from_another_folder(tmp_path)
     micro = Scale.load('micro')
     key = make_cell(micro, get_axis('method'), get_axis('method').values(micro.context(), ['mae'])[0], 0).key
     assert 'method=mae seed 0' in listing and key in listing     # a cell's identity does not depend on where
+
+
+def test_each_tool_script_runs_the_mimbench_of_its_own_checkout(tmp_path):
+    # a second checkout (a study's frozen copy) beside an editable install of the first: its tools/*.py must
+    # not silently run the installed tree's code
+    clone = tmp_path / 'clone'
+    (clone / 'tools').mkdir(parents=True)
+    (clone / 'mimbench/cli').mkdir(parents=True)
+    (clone / 'mimbench/__init__.py').write_text('')
+    (clone / 'mimbench/cli/__init__.py').write_text('')
+    tools = sorted((REPO / 'tools').glob('*.py'))
+    for tool in tools:
+        (clone / 'tools' / tool.name).write_text(tool.read_text())
+        (clone / f'mimbench/cli/{tool.stem}.py').write_text('def main():\n    print(__file__)\n')
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    for tool in tools:
+        out = subprocess.run([sys.executable, str(clone / 'tools' / tool.name)], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert out.stdout.strip() == str(clone / f'mimbench/cli/{tool.stem}.py'), (tool.name, out.stderr[-500:])
