@@ -109,6 +109,28 @@ def test_seed_and_every_config_change_make_a_new_key_but_locations_and_runtime_k
     assert key_with(custom_hooks=None) == key_with(custom_hooks=[])
 
 
+def test_a_behaviour_version_of_any_part_a_cell_runs_makes_new_keys_and_version_1_keeps_todays(micro,
+                                                                                               monkeypatch):
+    from mimbench.ablation.cells import Scale
+    from mimbench.data.device import DeviceBatchLoader
+    from mimbench.data.sampler import ResumableSampler
+    from mimbench.engine.optim import AutocastOptimWrapper
+    bf16 = Scale.load('micro_bf16')
+    value = get_axis('decoder_depth').values(micro.context(), ['4'])[0]
+    fp32_key, bf16_key = (make_cell(scale, get_axis('decoder_depth'), value, 0).key for scale in (micro, bf16))
+    # the micro default cell as stored in docs/results/ablation/micro: today's parts keep today's keys
+    default = get_axis('method').values(micro.context(), ['mae'])[0]
+    assert make_cell(micro, get_axis('method'), default, 0).key == 'a36cdf0f771ae07e'
+    # a part named in the config (the sampler), and a part a run switch puts in place (bf16 autocast)
+    monkeypatch.setattr(ResumableSampler, 'identity_version', 2, raising=False)
+    assert make_cell(micro, get_axis('decoder_depth'), value, 0).key != fp32_key
+    monkeypatch.undo()
+    monkeypatch.setattr(AutocastOptimWrapper, 'identity_version', 2, raising=False)
+    monkeypatch.setattr(DeviceBatchLoader, 'identity_version', 2, raising=False)
+    assert make_cell(micro, get_axis('decoder_depth'), value, 0).key == fp32_key     # fp32 runs neither
+    assert make_cell(bf16, get_axis('decoder_depth'), value, 0).key != bf16_key
+
+
 def pinned_scale(tmp_path, content: bytes, **files):
     """The tiny scale with its tokenizer (at tmp_path/tok/tokenizer.pth) pinned to ``content``'s hash."""
     tokenizer = tmp_path / 'tok' / 'tokenizer.pth'

@@ -145,17 +145,25 @@ def identity_version(type_name) -> int:
     A cell's key hashes its config, which cannot show a change inside a component's code. A class whose
     behaviour changes on purpose raises its ``identity_version``, and every cell that uses it gets a new key,
     so records made by the old code never mix with new ones in a table."""
+    from mmengine.registry import Registry
+
     from mimbench import registry
     if not isinstance(type_name, str):
         type_name = getattr(type_name, '__name__', None)
         if type_name is None:
             return 1
-    for reg in (registry.MODELS, registry.ENCODERS, registry.MASKERS, registry.TARGETS, registry.HEADS,
-                registry.HOOKS, registry.DATASETS, registry.TRANSFORMS, registry.LOOPS):
-        cls = reg.module_dict.get(type_name)
-        if cls is not None:
+    for reg in vars(registry).values():       # every registry of ours: samplers and optim wrappers too
+        if isinstance(reg, Registry) and (cls := reg.module_dict.get(type_name)) is not None:
             return int(getattr(cls, 'identity_version', 1))
     return 1
+
+
+def _run_parts() -> dict:
+    """The classes a run switch puts in place after the config (tools/train.py), which the config therefore
+    cannot name: their ``identity_version`` joins the key beside the switch."""
+    from mimbench.data.device import DeviceBatchLoader
+    from mimbench.engine.optim import AutocastOptimWrapper
+    return {'amp': AutocastOptimWrapper, 'device_data': DeviceBatchLoader}
 
 
 def config_identity(cfg: Config, content: dict[str, str] | None = None) -> dict:
@@ -196,6 +204,9 @@ def cell_key(cfg: Config, seed: int, pretrain: bool = True, content: dict[str, s
     ``content`` gives weight files by their hash (see :func:`config_identity`)."""
     ident = dict(config=config_identity(cfg, content), seed=seed, pretrain=pretrain)
     ident.update({k: v for k, v in run.items() if v not in (None, False)})
+    for switch, cls in _run_parts().items():
+        if run.get(switch) and (version := int(getattr(cls, 'identity_version', 1))) > 1:
+            ident[f'{switch}_identity_version'] = version
     blob = json.dumps(ident, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
