@@ -131,6 +131,16 @@ def test_a_behaviour_version_of_any_part_a_cell_runs_makes_new_keys_and_version_
     assert make_cell(bf16, get_axis('decoder_depth'), value, 0).key != bf16_key
 
 
+def test_a_cell_run_on_more_processes_is_another_cell(micro, tmp_path):
+    # the configured batch is per process, and the lr scales with the whole batch
+    path = tmp_path / 'two.py'
+    path.write_text("_base_ = ['micro.py']\nscale = 'micro'\ngpus_per_cell = 2\n".replace(
+        'micro.py', str(REPO / 'configs/ablation/micro.py')))
+    value = get_axis('decoder_depth').values(micro.context(), ['4'])[0]
+    keys = {make_cell(scale, get_axis('decoder_depth'), value, 0).key for scale in (micro, Scale.load(str(path)))}
+    assert len(keys) == 2
+
+
 def pinned_scale(tmp_path, content: bytes, **files):
     """The tiny scale with its tokenizer (at tmp_path/tok/tokenizer.pth) pinned to ``content``'s hash."""
     tokenizer = tmp_path / 'tok' / 'tokenizer.pth'

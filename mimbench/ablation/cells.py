@@ -218,7 +218,9 @@ def make_cell(scale: Scale, axis: Axis, value: AxisValue, seed: int, max_iters: 
     cell = Cell(axis.name, value, seed, scale.name, scale.method_config(value.method), options, max_iters=max_iters)
     cell.key = cell_key(cell.config(), seed, value.pretrain, content=scale.artifacts,
                         amp=bool(scale.cfg.get('amp')), max_iters=max_iters,
-                        device_data=bool(scale.cfg.get('device_data')))
+                        device_data=bool(scale.cfg.get('device_data')),
+                        # the batch a config sets is per process: more of them is a larger batch and lr
+                        world_size=gpus if (gpus := int(scale.cfg.get('gpus_per_cell', 1))) > 1 else None)
     return cell
 
 
