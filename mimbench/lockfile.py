@@ -1,9 +1,11 @@
 """A lock file that names its holder, for work dirs that one process at a time may write.
 
-The lock is a file created with ``O_EXCL`` holding ``host:pid``. Its holder touches it every minute; a lock
-whose process is gone (same host) or that has not been touched for 15 minutes (a job killed on another node,
-whose pid means nothing here) is stale and taken over. Works across terminals, machines and cluster jobs that
-share a filesystem.
+The lock is a file created with ``O_EXCL`` holding ``host:pid`` and, where the system says it, the process's
+start time. Its holder touches it every minute; a lock whose process is gone (same host), whose pid now
+belongs to a process started at another time (a later session's process reusing the number of one that was
+killed, on a machine whose hostname does not change), or that has not been touched for 15 minutes (a job
+killed on another node, whose pid means nothing here) is stale and taken over. Works across terminals,
+machines and cluster jobs that share a filesystem.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ def hold_lock(path: str | os.PathLike) -> Iterator[Path]:
     process holds it. The file is removed when the block ends, however it ends."""
     lock = Path(path)
     me = f'{socket.gethostname()}:{os.getpid()}'
+    started = _start_time(os.getpid())
     for _ in range(2):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -42,10 +45,10 @@ def hold_lock(path: str | os.PathLike) -> Iterator[Path]:
             if _stale(lock):
                 lock.unlink(missing_ok=True)
                 continue
-            holder = lock.read_text().strip() if lock.exists() else ''
+            holder = lock.read_text().split(' ')[0].strip() if lock.exists() else ''
             raise LockHeld(lock, holder or 'another process') from None
         with os.fdopen(fd, 'w') as f:
-            f.write(me)
+            f.write(me + (f' {started}' if started else ''))
         break
     else:   # another process took the stale lock over between our unlink and our create
         raise LockHeld(lock, 'another process')
@@ -65,13 +68,28 @@ def hold_lock(path: str | os.PathLike) -> Iterator[Path]:
 
 def _stale(lock: Path) -> bool:
     try:
-        holder, age = lock.read_text().strip(), time.time() - lock.stat().st_mtime
+        text, age = lock.read_text().strip(), time.time() - lock.stat().st_mtime
     except FileNotFoundError:
         return True
+    holder, _, started = text.partition(' ')
     host, _, pid = holder.partition(':')
     if host == socket.gethostname() and pid.isdigit():
-        return not _alive(int(pid))
+        if not _alive(int(pid)):
+            return True
+        now = _start_time(int(pid))
+        return bool(started and now and now != started)
     return age > STALE_S
+
+
+def _start_time(pid: int) -> str | None:
+    """When process ``pid`` started, in clock ticks since boot (Linux ``/proc/<pid>/stat`` field 22); None
+    where the system does not say."""
+    try:
+        stat = Path(f'/proc/{pid}/stat').read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(')') + 2:].split()     # after the command name, which may hold spaces
+    return fields[19] if len(fields) > 19 else None
 
 
 def _alive(pid: int) -> bool:

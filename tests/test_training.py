@@ -203,6 +203,25 @@ def test_a_training_lock_left_by_a_dead_process_is_taken_over_and_released_at_th
     assert not (tmp_path / '.train.lock').exists()
 
 
+@pytest.mark.skipif(not Path('/proc/self/stat').is_file(), reason='process start times come from /proc')
+def test_a_lock_whose_pid_now_belongs_to_another_process_is_taken_over(tmp_path):
+    # a session killed with its runs leaves their locks; a later session's process may get the same pid
+    import os
+    import socket
+
+    from mimbench.lockfile import LockHeld, _start_time, hold_lock
+    here = f'{socket.gethostname()}:{os.getpid()}'
+    lock = tmp_path / '.lock'
+    lock.write_text(f'{here} {_start_time(os.getpid())}')        # held by this very process: busy
+    with pytest.raises(LockHeld, match=f'held by {here}$'):
+        with hold_lock(lock):
+            pass
+    lock.write_text(f'{here} 1')                                  # the same pid, started at another time
+    with hold_lock(lock):
+        assert lock.read_text() == f'{here} {_start_time(os.getpid())}'
+    assert not lock.exists()
+
+
 def test_amp_runs_on_cpu_with_bfloat16_autocast(tmp_path):
     runner = train(tmp_path, max_iters=5, amp=True)
     assert type(runner.optim_wrapper).__name__ == 'AutocastOptimWrapper'
