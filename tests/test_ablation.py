@@ -473,6 +473,21 @@ def test_a_pretraining_that_leaves_no_checkpoint_fails_its_cell_rather_than_eval
     assert not list((tmp_path / 'store').glob('*.json'))
 
 
+def test_an_evaluation_on_other_data_than_the_scales_is_not_recorded(tmp_path):
+    # the data root is a location outside every hash: a subset given as --data-root must not stand in for the
+    # scale's test split
+    path = tmp_path / 'other.py'
+    path.write_text(f"_base_ = [{TINY!r}]\nnum_test_images = 10000\n")
+    other = Scale.load(str(path))
+    cells = expand(other, ['decoder_depth'], 1, ['1'])
+    lines = []
+    spec = SweepSpec(scale=str(path), store=str(tmp_path / 'store'), work_root=str(tmp_path / 'work'),
+                     evaluations=['knn'])
+    assert run_sweep(cells, spec, log=lines.append) == []
+    assert any("knn evaluation of decoder_depth=1 seed 0 read 32 test images where scale 'tiny' has 64 train "
+               "and 10,000 test images" in line for line in lines), lines
+
+
 def test_a_work_root_moved_whole_still_serves_its_trained_cells(tiny, tmp_path, monkeypatch):
     # mmengine's pointer and the run summary name checkpoints by absolute path; a work root carried to
     # another checkout or disk must not send its cells back to pretraining, nor fail them

@@ -16,6 +16,7 @@ method_options = dict(mae={'model.decoder.embed_dim': 96})
 pretrain_options = {'train_cfg.max_epochs': 5}
 amp = False
 num_train_images = 50000
+num_test_images = 10000
 # The weight files cells read, pinned by content (sha256, first 16 hex digits): the tokenizer of the token
 # target and of CAE / BEiT-style, and the PCA basis. A cell's key takes the file's content from here, so it is
 # the same on a fresh clone without work_dirs/; before a cell runs, tools/ablate.py puts the pinned file back at

@@ -17,6 +17,7 @@ gpus_per_cell = 8
 pretrain_options = {'train_cfg.max_epochs': 800, 'train_dataloader.batch_size': 512}
 amp = True
 num_train_images = 1281167
+num_test_images = 50000
 evaluations = dict(
     lin=dict(protocol='linear', config='configs/eval/linear_vitb.py'),
     knn=dict(protocol='knn', config='configs/eval/knn_vitb.py'),

@@ -180,6 +180,20 @@ def check_trained_iterations(cell: Cell, scale: Scale, summary: dict | None) -> 
                          f'num_train_images (and store)')
 
 
+def check_evaluated_data(cell: Cell, scale: Scale, name: str, result: dict) -> None:
+    """Refuse to record an evaluation that read other data than the scale's: as for pretraining, the data root
+    is a location outside the eval hash, so a --data-root with a subset or another dataset would store its
+    accuracy under the full dataset's column. Checks the splits' sizes the scale states (``num_train_images``,
+    ``num_test_images``) against those the evaluation record counted."""
+    expected = dict(train=scale.cfg.get('num_train_images'), test=scale.cfg.get('num_test_images'))
+    counted = result.get('data') or {}
+    wrong = [f'{n:,} {split}' for split, n in counted.items() if expected.get(split) not in (None, n)]
+    if wrong:
+        raise CellFailed(f'{name} evaluation of {cell.name} read {" and ".join(wrong)} images where scale '
+                         f'{scale.name!r} has {expected["train"] or "?":,} train and {expected["test"] or "?":,} '
+                         f"test images: the data it read is not the scale's dataset")
+
+
 def note_code_version(work_dir: Path, version: str) -> list[str]:
     """Add ``version`` to the cell's ``code_versions.json`` unless it is already the last entry; return the list.
 
@@ -372,6 +386,7 @@ def _run_cell(cell, scale, store, work_dir, evaluations, record, *, data_root, s
     for name in missing:
         log(f'  {cell.name}: evaluating {name}')
         result = evaluate_cell(cell, scale, work_dir, name, checkpoint, data_root=data_root, log=lambda msg: None)
+        check_evaluated_data(cell, scale, name, result)
         # per column: a column added to a finished cell runs on newer code than the record's other columns
         metrics[name] = dict(accuracy=result['accuracy'], wall_time_s=result['wall_time_s'],
                              eval_hash=result['eval_hash'], code_version=code_version())

@@ -8,6 +8,7 @@ method_options = dict(mae={'model.decoder.embed_dim': 16})
 pretrain_options = {'train_cfg.max_epochs': 2}   # 8 iterations (warmup is 1 epoch)
 amp = False
 num_train_images = 64
+num_test_images = 32
 evaluations = dict(
     lin=dict(protocol='linear', config='tests/configs/ablation/linear_tiny.py'),
     knn=dict(protocol='knn', config='tests/configs/ablation/knn_tiny.py'),
