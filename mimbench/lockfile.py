@@ -21,6 +21,7 @@ from mimbench.errors import MimbenchError
 
 HEARTBEAT_S = 60
 STALE_S = 15 * 60
+CLOCK_SLACK_S = 5 * 60
 
 
 class LockHeld(MimbenchError):
@@ -77,8 +78,25 @@ def _stale(lock: Path) -> bool:
         if not _alive(int(pid)):
             return True
         now = _start_time(int(pid))
-        return bool(started and now and now != started)
+        if started and now:
+            return now != started
+        # a lock without a start time (older code): the holder wrote it after it started and touches it every
+        # minute, so a lock last touched before the process with its pid started was another process's. Boot
+        # time plus ticks drifts from the wall clock by seconds on a VM: only a clear margin counts
+        begun = _start_epoch(now)
+        return begun is not None and time.time() - age < begun - CLOCK_SLACK_S
     return age > STALE_S
+
+
+def _start_epoch(ticks: str | None) -> float | None:
+    """A :func:`_start_time` in seconds since the epoch (the boot time from ``/proc/stat``); None if unknown."""
+    if not ticks:
+        return None
+    try:
+        boot = next(line for line in Path('/proc/stat').read_text().splitlines() if line.startswith('btime '))
+    except (OSError, StopIteration):
+        return None
+    return int(boot.split()[1]) + int(ticks) / os.sysconf('SC_CLK_TCK')
 
 
 def _start_time(pid: int) -> str | None:

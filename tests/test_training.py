@@ -209,7 +209,7 @@ def test_a_lock_whose_pid_now_belongs_to_another_process_is_taken_over(tmp_path)
     import os
     import socket
 
-    from mimbench.lockfile import LockHeld, _start_time, hold_lock
+    from mimbench.lockfile import LockHeld, _start_epoch, _start_time, hold_lock
     here = f'{socket.gethostname()}:{os.getpid()}'
     lock = tmp_path / '.lock'
     lock.write_text(f'{here} {_start_time(os.getpid())}')        # held by this very process: busy
@@ -220,6 +220,16 @@ def test_a_lock_whose_pid_now_belongs_to_another_process_is_taken_over(tmp_path)
     with hold_lock(lock):
         assert lock.read_text() == f'{here} {_start_time(os.getpid())}'
     assert not lock.exists()
+
+    # a lock of older code names no start time: one last touched before this process began was another's
+    lock.write_text(here)
+    with pytest.raises(LockHeld):
+        with hold_lock(lock):
+            pass
+    before = _start_epoch(_start_time(os.getpid())) - 3600
+    os.utime(lock, (before, before))
+    with hold_lock(lock):
+        pass
 
 
 def test_amp_runs_on_cpu_with_bfloat16_autocast(tmp_path):
