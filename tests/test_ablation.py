@@ -772,6 +772,25 @@ def test_the_training_clock_adds_up_the_segments_of_a_resumed_run(tmp_path):
     assert second['wall_seconds'] > first['wall_seconds'] and second['cpu_seconds'] > first['cpu_seconds']
 
 
+def test_report_alone_rebuilds_every_scales_tables_and_every_study_from_the_stores(tmp_path, capsys):
+    from mimbench.cli.ablate import main
+    results = tmp_path / 'results'
+    for scale, key in (('micro', 'a36cdf0f771ae07e'), ('micro_bf16_20ep', '6e57483ec4f8b235')):  # default cells
+        (results / 'ablation' / scale).mkdir(parents=True)
+        record = REPO / 'docs/results/ablation' / scale / f'{key}.json'
+        (results / 'ablation' / scale / record.name).write_bytes(record.read_bytes())
+    (results / 'ablation' / 'elsewhere').mkdir()          # a store of a scale given by path: not guessed at
+    main(['--report', '--results', str(results)])
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if line.startswith(('===', 'note:'))] == [
+        f'note: {results}/ablation/elsewhere is the store of no scale in configs/ablation/; skipped',
+        '=== scale micro', '=== scale micro_bf16_20ep', '=== study schedule']
+    for name in ('ablation_status.md', 'ablation_status_micro_bf16_20ep.md', 'schedule_study.md',
+                 'schedule_study.png'):
+        assert (results / name).is_file(), name
+    assert '| 20 | 1 | 51.91 | 59.99 | 40.29 | 69.14 |' in (results / 'schedule_study.md').read_text()
+
+
 def test_decoder_tables_tool_is_the_decoder_axis_of_ablate(tmp_path):
     out = subprocess.run([sys.executable, 'tools/decoder_tables.py', '--scale', TINY, '--dry-run', '--values', '1'],
                          cwd=REPO, capture_output=True, text=True, timeout=120)

@@ -279,7 +279,7 @@ def plot_study(data: StudyData, metrics: tuple[str, ...], path: str | Path) -> P
                     errs.append(e.margin(confidence) or 0.0)
             if xs:
                 ax.errorbar(xs, ys, yerr=errs, marker='o', capsize=3, label=METRIC_NAMES.get(metric, metric))
-        if len(shown) > len(metrics):     # the panels with an ft line say so
+        if len(shown) > len(metrics) and ax.get_legend_handles_labels()[0]:   # panels with an ft line say so
             ax.legend(fontsize=7)
         ax.axhline(0, color='grey', lw=0.8)
         ax.set_xscale('log')
@@ -292,7 +292,8 @@ def plot_study(data: StudyData, metrics: tuple[str, ...], path: str | Path) -> P
         ax.set_ylabel('better - worse (points)', fontsize=8)
     for ax in list(axes.flat)[len(findings):]:
         ax.axis('off')
-    axes.flat[0].legend(fontsize=7)
+    if axes.flat[0].get_legend_handles_labels()[0]:     # nothing measured yet: no legend to draw
+        axes.flat[0].legend(fontsize=7)
     fig.suptitle(f'{study.cfg.title} (bars: {confidence:.0%} confidence interval, t on the pooled seed spread)',
                  fontsize=10)
     fig.tight_layout()

@@ -6,7 +6,7 @@ write the table (and plot) with the paper's numbers beside ours.
     python tools/ablate.py --axis mask_ratio --values 0.1 0.75 --dry-run
     python tools/ablate.py --axis all --scale paper --launcher slurm --slurm-partition gpu
     python tools/ablate.py --axis speed                          # wall-clock table (paper Table 2 analog)
-    python tools/ablate.py --report                              # rebuild every table from the store
+    python tools/ablate.py --report                              # every scale's tables and every study, from the stores
     python tools/ablate.py --study schedule                      # the schedule study: every step in order
     python tools/ablate.py --study schedule --report             # -> docs/results/schedule_study.md
 
@@ -38,8 +38,8 @@ def parse_args(argv=None):
     p.add_argument('--axis', nargs='+', default=[], metavar='AXIS',
                    help=f'one or more of: {", ".join(AXIS_CHOICES)}')
     p.add_argument('--values', nargs='+', help="the axis's values to run instead of the paper's rows")
-    p.add_argument('--scale', default='micro', help='micro (CPU, CIFAR-10) or paper (ViT-L, ImageNet), or a '
-                                                    'scale config path (configs/ablation/)')
+    p.add_argument('--scale', help='micro (CPU, CIFAR-10; the default) or paper (ViT-L, ImageNet), or a scale '
+                                   'config path (configs/ablation/); --report without it: every scale')
     p.add_argument('--seeds', type=int, help="seeds per cell (default: the scale's)")
     p.add_argument('--finetune', action='store_true', help='also fine-tune every cell (the ft column)')
     p.add_argument('--evaluations', nargs='+', help="evaluation columns to run (default: the scale's)")
@@ -99,6 +99,9 @@ def main(argv=None) -> None:
     try:
         if args.study:
             return run_study(args)
+        if args.report and not (args.scale or args.axis or args.store):
+            return report_everything(args)
+        args.scale = args.scale or 'micro'
         scale = Scale.load(args.scale)
         names = axis_names(args.axis) if args.axis else ([] if args.report else None)
         if names is None:
@@ -163,11 +166,48 @@ def sweep(scale_ref: str, names: list[str], values: list[str] | None, seeds: int
     print(f'wrote {write_status(scale, store, args.results)}')
 
 
+def report_everything(args) -> None:
+    """--report alone: the tables and status page of every scale with a store under ``<results>/ablation``,
+    then the report of every study (configs/studies/) with records in one of its stores."""
+    from mimbench.ablation.study import Study, StudyData, write_study_report
+    from mimbench.paths import configs_dir
+    root = Path(args.results) / 'ablation'
+    scales = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    reported = set()
+    for name in scales:
+        try:
+            scale = Scale.load(name)
+        except AblationError:      # a store of a scale config given by path: report it with --scale PATH
+            print(f'note: {root / name} is the store of no scale in configs/ablation/; skipped')
+            continue
+        store = ResultStore(root / name)
+        stored = {r['axis'] for r in store.records().values() if r and r.get('scale') == scale.name}
+        if not stored:
+            continue
+        restore_weight_files(store)
+        print(f'=== scale {name}')
+        for path in write_report(scale, sorted(stored, key=list(AXES).index), store, args.results):
+            print(f'wrote {path}')
+        print(f'wrote {write_status(scale, store, args.results)}')
+        reported.add(name)
+    for path in sorted((configs_dir() / 'studies').glob('*.py')):
+        study = Study.load(path.stem)
+        if not reported & set(study.schedules.values()):
+            continue
+        print(f'=== study {study.name}')
+        stores = {label: ResultStore(root / name) for label, name in study.schedules.items()}
+        for out in write_study_report(study, args.results, StudyData(study, stores)):
+            print(f'wrote {out}')
+    if not reported:
+        raise AblationError(f'no results store under {root} holds records yet: run an axis first '
+                            f'(python tools/ablate.py --axis ...)')
+
+
 def run_study(args) -> None:
     """--study: every step of the study's plan in order (each a sweep that skips what its store holds), then
     the study's report; --report writes only the report, --dry-run lists every step's cells."""
     from mimbench.ablation.study import Study, StudyData, plan, write_study_report
-    if args.axis or args.values or args.seeds or args.scale != 'micro' or args.store:
+    if args.axis or args.values or args.seeds or args.scale or args.store:
         raise AblationError('--study runs the scales, axes, values and seeds its config names: leave out '
                             '--axis, --values, --seeds, --scale and --store')
     study = Study.load(args.study)
