@@ -172,3 +172,25 @@ def test_a_study_takes_its_scales_and_rows_from_its_config_and_says_so_in_one_li
                          text=True)
     assert out.stderr.strip() == ("error: unknown study 'nope'; valid studies: schedule (or the path of a study "
                                   "config)")
+
+
+def test_the_report_says_how_far_each_step_has_come(tmp_path):
+    study = _study(tmp_path)
+    scale = Scale.load('micro_bf16_20ep')
+    store = ResultStore(tmp_path / 'store20')
+    axis = get_axis('decoder_depth')
+    every = {m: {'accuracy': 50.0} for m in scale.cfg.default_evaluations}
+    for key, seeds, metrics in (('1', (0, 1), every), ('8', (0,), {'lin': {'accuracy': 50.0}})):
+        value = axis.values(scale.context(), [key])[0]
+        for seed in seeds:
+            cell = make_cell(scale, axis, value, seed)
+            store.put(dict(key=cell.key, scale=scale.name, axis=axis.name, value=key, seed=seed,
+                           metrics=current_metrics(scale, metrics), pretrain={'cpu_seconds': 60.0}))
+    stores = {5: ResultStore(tmp_path / 'store5'), 20: store}
+    write_study_report(study, tmp_path / 'out', StudyData(study, stores))
+    steps = [line for line in (tmp_path / 'out/tiny_study.md').read_text().splitlines() if line[:3] in
+             ('1. ', '2. ', '3. ', '4. ')]
+    # depth 8 seed 0 lacks evaluations: not done; the default cell (depth 2) has not run at all
+    assert [line.rsplit(' (', 1)[1] for line in steps] == ['0 of 4 done)', '0 of 4 done)', '1 of 3 done)',
+                                                           '2 of 6 done)']
+    assert 'In all, 2 of 12 runs are done' in (tmp_path / 'out/tiny_study.md').read_text()   # 4 + 4 + 6 - 2

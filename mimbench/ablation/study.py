@@ -101,6 +101,17 @@ def plan(study: Study) -> list[Step]:
     return steps
 
 
+def step_progress(step: Step, store: ResultStore) -> dict[tuple[str, bool], bool]:
+    """The step's cells, ``(key, fine-tuned)`` -> whether the record holds every evaluation the step runs."""
+    from mimbench.ablation.cells import expand
+    from mimbench.ablation.execute import missing_evaluations
+    scale = Scale.load(step.scale)
+    cells = expand(scale, [step.axis], step.seeds, step.values)
+    evaluations = list(scale.cfg.default_evaluations) + (['ft'] if step.finetune else [])
+    records = store.records()
+    return {(c.key, step.finetune): not missing_evaluations(records.get(c.key), scale, evaluations) for c in cells}
+
+
 def critical_t(confidence: float, df: int) -> float | None:
     """The two-sided Student t critical value at ``confidence`` for ``df`` degrees of freedom; None at 0."""
     return float(stats.t.ppf(0.5 + confidence / 2, df)) if df > 0 else None
@@ -163,9 +174,11 @@ class StudyData:
                  results: str | Path = 'docs/results'):
         self.study = study
         self.rows: dict[int, dict[str, list[Row]]] = {}
+        self.stores: dict[int, ResultStore] = {}
         for label, scale_name in study.schedules.items():
             scale = Scale.load(scale_name)
             store = (stores or {}).get(label) or ResultStore(Path(results) / 'ablation' / scale_name)
+            self.stores[label] = store
             self.rows[label] = {axis: axis_rows(scale, get_axis(axis), store, list(values))
                                 for axis, values in study.cfg.rows.items()}
 
@@ -359,8 +372,15 @@ def write_study_report(study: Study, out_dir: str | Path, data: StudyData | None
         lines.append(f'| {label} | {scale.name} | {precision} | {"; ".join(sds)} | {cells} | {cpu:.2f} |')
     lines += ['', f'Total: {total_cells} cells, {total_cpu:.2f} CPU-hours of pretraining (process time).', '',
               '## How it runs', '', f'`python tools/ablate.py --study {study.name}` runs these sweeps in order; '
-              'each skips the cells its store holds and resumes an interrupted one from its last checkpoint:', '']
-    lines += [f'{i}. `{step.command}`' for i, step in enumerate(plan(study), 1)]
+              'each skips the cells its store holds and resumes an interrupted one from its last checkpoint '
+              '(done: cells whose record holds every evaluation the step runs):', '']
+    every: dict[tuple[str, bool], bool] = {}
+    for i, step in enumerate(plan(study), 1):
+        cells = step_progress(step, data.stores[step.label])
+        every.update(cells)
+        lines.append(f'{i}. `{step.command}` ({sum(cells.values())} of {len(cells)} done)')
+    lines += ['', f'In all, {sum(every.values())} of {len(every)} runs are done (a cell several steps share counts '
+                  f'once; a fine-tuning counts apart from its cell).']
     lines.append('')
     written = [plot_study(data, metrics, out_dir / f'{stem}.png')]
     written.append(write_text_atomic(out_dir / f'{stem}.md', '\n'.join(lines)))
