@@ -93,6 +93,17 @@ def test_a_work_dir_moved_whole_still_resolves_to_its_own_checkpoint(tmp_path):
         resolve_checkpoint(tmp_path / 'moved')
 
 
+def test_a_checkpoint_under_another_config_that_still_loads_has_other_features(tmp_path):
+    # 4 heads instead of 2 split the same weights otherwise: cached features of one must not serve the other
+    make_checkpoint(tmp_path / 'ckpt.pth')
+    heads = tmp_path / 'heads.py'
+    heads.write_text(f"_base_ = ['{TINY}']\nmodel = dict(encoder=dict(num_heads=4))\n")
+    own, other = load_encoder(tmp_path / 'ckpt.pth'), load_encoder(tmp_path / 'ckpt.pth', str(heads))
+    assert own.identity == own.checkpoint_sha256 == other.checkpoint_sha256    # the cache keys of today stay
+    assert other.identity != own.identity
+    assert load_encoder(tmp_path / 'ckpt.pth', str(heads)).identity == other.identity
+
+
 def test_a_checkpoint_of_another_architecture_is_refused_naming_keys_and_shapes(tmp_path):
     make_checkpoint(tmp_path / 'ckpt.pth')
     wider = tmp_path / 'wider.py'

@@ -8,6 +8,7 @@ refused with the mismatched keys and shapes named, never silently half-loaded.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,8 @@ class LoadedEncoder:
         config_hash: sha256 of the pretraining config's text.
         config_name: the pretraining config's name (its file stem, or the work dir's name).
         seed: the seed of a random initialization (None when loaded from a checkpoint).
+        built_by: for a checkpoint loaded under a config given in its place, a hash of the encoder and
+            preprocessor that config builds (None under the checkpoint's own config).
     """
 
     encoder: nn.Module
@@ -58,6 +61,7 @@ class LoadedEncoder:
     config_hash: str
     config_name: str
     seed: int | None = None
+    built_by: str | None = None
 
     @property
     def init(self) -> str:
@@ -65,7 +69,11 @@ class LoadedEncoder:
 
     @property
     def identity(self) -> str:
-        """What determines the weights: the checkpoint's content, or the config and seed of a random init."""
+        """What determines the features: the checkpoint's content (and the encoder another config builds
+        around it: the same weights under other heads or norms compute other features), or the config and
+        seed of a random init."""
+        if self.checkpoint_sha256 is not None and self.built_by is not None:
+            return hashlib.sha256(f'{self.checkpoint_sha256}:{self.built_by}'.encode()).hexdigest()
         if self.checkpoint_sha256 is not None:
             return self.checkpoint_sha256
         return hashlib.sha256(f'random:{self.config_hash}:{self.seed}'.encode()).hexdigest()
@@ -212,8 +220,10 @@ def load_encoder(checkpoint: str | os.PathLike | None = None, config: str | None
     weights = encoder_state(state, for_evaluation=True)
     check_encoder_state(encoder, weights, path, _describe(cfg.model.encoder))
     encoder.load_state_dict(weights, strict=True)
+    built_by = None if config is None else text_sha256(json.dumps(
+        [cfg.model.encoder, cfg.model.get('data_preprocessor'), overrides], sort_keys=True, default=str))
     return LoadedEncoder(encoder.eval(), build_preprocessor(cfg), cfg, path, file_sha256(path),
-                         text_sha256(cfg.pretty_text), name)
+                         text_sha256(cfg.pretty_text), name, built_by=built_by)
 
 
 def _describe(enc_cfg) -> str:
