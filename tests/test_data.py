@@ -484,3 +484,11 @@ def test_resumed_dataloader_continues_with_the_same_batches():
     full = [b['label'].tolist() for b in DataLoader(ds, batch_size=4, sampler=sampler)]
     sampler.set_epoch(1, start=2 * 4)  # two batches were done before the interruption
     assert [b['label'].tolist() for b in DataLoader(ds, batch_size=4, sampler=sampler)] == full[2:]
+
+
+def test_a_folder_resized_to_another_size_is_another_dataset_for_the_feature_cache(tiny_folder):
+    from mimbench.evaluation.features import dataset_fingerprint
+    prints = [dataset_fingerprint(ImageFolder(tiny_folder, in_memory=True, image_size=size, cache=False))
+              for size in (None, 4, 6)]
+    assert 'image_size' not in prints[0]           # folders decoded as they are keep the keys they had
+    assert len({repr(p) for p in prints}) == 3

@@ -145,6 +145,8 @@ def dataset_fingerprint(dataset: Dataset) -> dict:
     for attr in ('source', 'split', 'folder'):
         if hasattr(dataset, attr):
             info[attr] = str(getattr(dataset, attr))
+    if getattr(dataset, 'image_size', None) is not None:     # a folder resized while decoding: other pixels
+        info['image_size'] = str(dataset.image_size)
     if isinstance(dataset, InMemoryImages) and not any(k in info for k in ('source', 'folder')):
         # No file to point at (synthetic or user-built tensors): fingerprint a sample of the pixels.
         info['pixels'] = hashlib.sha256(dataset.images[::max(1, len(dataset) // 64)].numpy().tobytes()).hexdigest()
