@@ -125,6 +125,12 @@ def test_a_behaviour_version_of_any_part_a_cell_runs_makes_new_keys_and_version_
     monkeypatch.setattr(ResumableSampler, 'identity_version', 2, raising=False)
     assert make_cell(micro, get_axis('decoder_depth'), value, 0).key != fp32_key
     monkeypatch.undo()
+    # a name mmengine registers too is ours in a config (CheckpointHook; it only watches, so it is in no key)
+    from mimbench.ablation.cells import identity_version
+    from mimbench.engine.checkpoint import AtomicCheckpointHook
+    monkeypatch.setattr(AtomicCheckpointHook, 'identity_version', 2, raising=False)
+    assert identity_version('CheckpointHook') == 2
+    monkeypatch.undo()
     monkeypatch.setattr(AutocastOptimWrapper, 'identity_version', 2, raising=False)
     monkeypatch.setattr(DeviceBatchLoader, 'identity_version', 2, raising=False)
     assert make_cell(micro, get_axis('decoder_depth'), value, 0).key == fp32_key     # fp32 runs neither
@@ -486,6 +492,12 @@ def test_an_evaluation_on_other_data_than_the_scales_is_not_recorded(tmp_path):
     assert run_sweep(cells, spec, log=lines.append) == []
     assert any("knn evaluation of decoder_depth=1 seed 0 read 32 test images where scale 'tiny' has 64 train "
                "and 10,000 test images" in line for line in lines), lines
+    # and nothing of it is kept for a later run to reuse, whatever data root that run gives
+    assert not list((tmp_path / 'work').glob('*/eval/knn-*.json'))
+    path.write_text(f"_base_ = [{TINY!r}]\nnum_train_images = None\nnum_test_images = 10000\n")
+    lines.clear()
+    assert run_sweep(expand(Scale.load(str(path)), ['decoder_depth'], 1, ['1']), spec, log=lines.append) == []
+    assert any("where scale 'tiny' has 10,000 test images" in line for line in lines), lines
 
 
 def test_a_work_root_moved_whole_still_serves_its_trained_cells(tiny, tmp_path, monkeypatch):

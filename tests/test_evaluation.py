@@ -86,6 +86,9 @@ def test_the_encoder_is_rebuilt_from_the_config_stored_in_the_checkpoint(tmp_pat
 def test_a_work_dir_moved_whole_still_resolves_to_its_own_checkpoint(tmp_path):
     make_checkpoint(tmp_path / 'run/iter_2.pth')
     (tmp_path / 'run/last_checkpoint').write_text(str(tmp_path / 'run/iter_2.pth'))   # mmengine: absolute
+    import shutil
+    shutil.copytree(tmp_path / 'run', tmp_path / 'copy')       # a copy serves its own files, not the original's
+    assert resolve_checkpoint(tmp_path / 'copy') == str(tmp_path / 'copy/iter_2.pth')
     (tmp_path / 'run').rename(tmp_path / 'moved')
     assert resolve_checkpoint(tmp_path / 'moved') == str(tmp_path / 'moved/iter_2.pth')
     (tmp_path / 'moved/iter_2.pth').unlink()
@@ -102,6 +105,7 @@ def test_a_checkpoint_under_another_config_that_still_loads_has_other_features(t
     assert own.identity == own.checkpoint_sha256 == other.checkpoint_sha256    # the cache keys of today stay
     assert other.identity != own.identity
     assert load_encoder(tmp_path / 'ckpt.pth', str(heads)).identity == other.identity
+    assert load_encoder(tmp_path / 'ckpt.pth', TINY).identity == own.identity     # its own config, given
 
 
 def test_a_checkpoint_of_another_architecture_is_refused_naming_keys_and_shapes(tmp_path):

@@ -152,8 +152,11 @@ def identity_version(type_name) -> int:
         type_name = getattr(type_name, '__name__', None)
         if type_name is None:
             return 1
-    for reg in vars(registry).values():       # every registry of ours: samplers and optim wrappers too
-        if isinstance(reg, Registry) and (cls := reg.module_dict.get(type_name)) is not None:
+    # every registry of ours (samplers and optim wrappers too), not mmengine's parents it imports: a name both
+    # register (CheckpointHook) is ours in a config
+    ours = [reg for reg in vars(registry).values() if isinstance(reg, Registry) and reg.scope == registry.SCOPE]
+    for reg in ours:
+        if (cls := reg.module_dict.get(type_name)) is not None:
             return int(getattr(cls, 'identity_version', 1))
     return 1
 

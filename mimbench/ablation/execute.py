@@ -180,18 +180,18 @@ def check_trained_iterations(cell: Cell, scale: Scale, summary: dict | None) -> 
                          f'num_train_images (and store)')
 
 
-def check_evaluated_data(cell: Cell, scale: Scale, name: str, result: dict) -> None:
-    """Refuse to record an evaluation that read other data than the scale's: as for pretraining, the data root
-    is a location outside the eval hash, so a --data-root with a subset or another dataset would store its
-    accuracy under the full dataset's column. Checks the splits' sizes the scale states (``num_train_images``,
-    ``num_test_images``) against those the evaluation record counted."""
+def wrong_data(scale: Scale, record: dict) -> str | None:
+    """What is wrong with the data an evaluation record counted, against the split sizes its scale states
+    (``num_train_images``, ``num_test_images``); None when nothing is. The data root is a location outside the
+    eval hash, as for pretraining, so a --data-root with a subset or another dataset would otherwise store its
+    accuracy under the full dataset's column."""
     expected = dict(train=scale.cfg.get('num_train_images'), test=scale.cfg.get('num_test_images'))
-    counted = result.get('data') or {}
+    counted = record.get('data') or {}
     wrong = [f'{n:,} {split}' for split, n in counted.items() if expected.get(split) not in (None, n)]
-    if wrong:
-        raise CellFailed(f'{name} evaluation of {cell.name} read {" and ".join(wrong)} images where scale '
-                         f'{scale.name!r} has {expected["train"] or "?":,} train and {expected["test"] or "?":,} '
-                         f"test images: the data it read is not the scale's dataset")
+    if not wrong:
+        return None
+    stated = ' and '.join(f'{n:,} {split}' for split, n in expected.items() if n is not None)
+    return f'read {" and ".join(wrong)} images where scale {scale.name!r} has {stated} images'
 
 
 def note_code_version(work_dir: Path, version: str) -> list[str]:
@@ -262,7 +262,7 @@ def evaluate_cell(cell: Cell, scale: Scale, work_dir: Path, name: str, checkpoin
     protocol, cfg, digest = eval_config(scale, name)
     out = work_dir / 'eval' / f'{name}-{digest}.json'
     previous = read_json(out)
-    if previous is not None and _same_weights(previous, checkpoint):
+    if previous is not None and _same_weights(previous, checkpoint) and not wrong_data(scale, previous):
         return dict(previous, eval_hash=digest)     # the file's name holds the hash; its record does not
     scratch = None if checkpoint else str(write_cell_config(cell, work_dir))
     try:
@@ -270,6 +270,9 @@ def evaluate_cell(cell: Cell, scale: Scale, work_dir: Path, name: str, checkpoin
                           cache_dir=str(work_dir / 'features'), out=str(out), log=log)
     except Exception as err:   # noqa: BLE001 - one cell's failure must not stop the sweep; say where and why
         raise CellFailed(f'{name} evaluation of {cell.name} failed: {type(err).__name__}: {err}') from err
+    if why := wrong_data(scale, record):
+        out.unlink(missing_ok=True)        # never to be reused, whatever --data-root the next run gives
+        raise CellFailed(f"{name} evaluation of {cell.name} {why}: the data it read is not the scale's dataset")
     record['eval_hash'] = digest
     return record
 
@@ -386,7 +389,6 @@ def _run_cell(cell, scale, store, work_dir, evaluations, record, *, data_root, s
     for name in missing:
         log(f'  {cell.name}: evaluating {name}')
         result = evaluate_cell(cell, scale, work_dir, name, checkpoint, data_root=data_root, log=lambda msg: None)
-        check_evaluated_data(cell, scale, name, result)
         # per column: a column added to a finished cell runs on newer code than the record's other columns
         metrics[name] = dict(accuracy=result['accuracy'], wall_time_s=result['wall_time_s'],
                              eval_hash=result['eval_hash'], code_version=code_version())

@@ -104,12 +104,17 @@ def plan(study: Study) -> list[Step]:
 def step_progress(step: Step, store: ResultStore) -> dict[tuple[str, bool], bool]:
     """The step's cells, ``(key, fine-tuned)`` -> whether the record holds every evaluation the step runs."""
     from mimbench.ablation.cells import expand
-    from mimbench.ablation.execute import missing_evaluations
+    from mimbench.ablation.execute import current_eval_hashes
     scale = Scale.load(step.scale)
     cells = expand(scale, [step.axis], step.seeds, step.values)
+    current = current_eval_hashes(scale)      # as the tables read them: the same on every machine
     evaluations = list(scale.cfg.default_evaluations) + (['ft'] if step.finetune else [])
     records = store.records()
-    return {(c.key, step.finetune): not missing_evaluations(records.get(c.key), scale, evaluations) for c in cells}
+
+    def done(record: dict | None) -> bool:
+        metrics = (record or {}).get('metrics', {})
+        return all(metrics.get(name, {}).get('eval_hash') in current[name] for name in evaluations)
+    return {(c.key, step.finetune): done(records.get(c.key)) for c in cells}
 
 
 def critical_t(confidence: float, df: int) -> float | None:

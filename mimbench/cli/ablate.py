@@ -191,7 +191,11 @@ def report_everything(args) -> None:
         print(f'wrote {write_status(scale, store, args.results)}')
         reported.add(name)
     for path in sorted((configs_dir() / 'studies').glob('*.py')):
-        study = Study.load(path.stem)
+        try:
+            study = Study.load(path.stem)
+        except AblationError as err:     # one broken study config does not stop the others' reports
+            print(f'note: study {path.stem} skipped: {err}')
+            continue
         if not reported & set(study.schedules.values()):
             continue
         print(f'=== study {study.name}')

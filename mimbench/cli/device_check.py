@@ -159,7 +159,7 @@ def main(argv=None) -> None:
         # the subset is another dataset, so another scale: the micro_bf16_device cells on 5,000 images
         scale = work / 'devcheck.py'
         scale.write_text(f"_base_ = ['{REPO / 'configs/ablation/micro_bf16_device.py'}']\nscale = 'devcheck'\n"
-                         f"num_train_images = {SUBSET['train'] * 10}\n")
+                         f"num_train_images = {SUBSET['train'] * 10}\nnum_test_images = {SUBSET['test'] * 10}\n")
         step = check.run('cell', [py, 'tools/ablate.py', '--scale', str(scale), '--axis', 'method',
                                   '--values', 'mae', '--seeds', '1', '--data-root', str(PREPARED / 'cifar10'),
                                   '--results', str(work / 'results'), '--work-root', str(work / 'cells')], 200)

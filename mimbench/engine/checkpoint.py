@@ -96,12 +96,12 @@ def relocated(path: str | os.PathLike, work_dir: str | os.PathLike) -> str:
     found again after the work dir was moved or copied whole.
 
     mmengine writes absolute paths, so a work dir carried to another checkout or disk names files that are
-    gone. Returns ``path`` when it exists or when ``work_dir`` has no file of its name either (the caller says
-    it is missing), else that file of ``work_dir``.
+    gone, or, when it was copied, the original's. Returns the file of that name in ``work_dir`` when there is
+    one (a work dir's checkpoints lie in it), else ``path`` (the caller says when it is missing).
     """
     path = Path(path)
-    moved = Path(work_dir) / path.name
-    return str(moved) if not path.is_file() and moved.is_file() else str(path)
+    here = Path(work_dir) / path.name
+    return str(here) if here.is_file() else str(path)
 
 
 def pointed_checkpoint(work_dir: str | os.PathLike) -> str:

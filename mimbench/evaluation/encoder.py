@@ -220,10 +220,21 @@ def load_encoder(checkpoint: str | os.PathLike | None = None, config: str | None
     weights = encoder_state(state, for_evaluation=True)
     check_encoder_state(encoder, weights, path, _describe(cfg.model.encoder))
     encoder.load_state_dict(weights, strict=True)
-    built_by = None if config is None else text_sha256(json.dumps(
-        [cfg.model.encoder, cfg.model.get('data_preprocessor'), overrides], sort_keys=True, default=str))
+    built_by = None
+    if config is not None:      # another config than the checkpoint's own, unless it builds the same encoder
+        try:
+            own = _builds(pretrain_config(path, ckpt, None)[0], {})
+        except CheckpointError:
+            own = None
+        built_by = None if _builds(cfg, {}) == own else _builds(cfg, overrides)
     return LoadedEncoder(encoder.eval(), build_preprocessor(cfg), cfg, path, file_sha256(path),
                          text_sha256(cfg.pretty_text), name, built_by=built_by)
+
+
+def _builds(cfg: Config, overrides: dict) -> str:
+    """A hash of the encoder and preprocessor ``cfg`` builds (with ``overrides``)."""
+    return text_sha256(json.dumps([cfg.model.encoder, cfg.model.get('data_preprocessor'), overrides],
+                                  sort_keys=True, default=str))
 
 
 def _describe(enc_cfg) -> str:
