@@ -5,6 +5,7 @@ would put it; a part's ``type`` swapped from the command line drops the old argu
 and says so in one ``note:`` line. Every tool turns a missing file, a misspelled key or a bad value into one
 ``error:`` line, not a traceback.
 """
+import os
 import re
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
+from mimbench.config_files import read_config
 from mimbench.engine.runner import apply_cli, load_config
 from mimbench.errors import MimbenchError
 from mimbench.evaluation import load_eval_config
@@ -64,6 +66,27 @@ def test_a_refused_override_leaves_the_config_as_it_was():
     with pytest.raises(UnknownKeyError):    # the valid key beside the typo is not half applied
         apply_overrides(cfg, {'train_dataloader.batch_size': 8, 'model.masker.ratoi': 0.5}, log=_quiet)
     assert cfg.to_dict() == before
+
+
+def test_a_config_changed_by_its_reader_or_by_an_override_does_not_change_the_next_read():
+    first = load_config(TINY, {'model.masker.ratio': 0.5})
+    first.model.encoder.depth = 99
+    again = load_config(TINY)
+    assert again.model.masker.ratio == 0.75 and again.model.encoder.depth != 99
+
+
+def test_an_edited_config_or_an_edited_base_it_inherits_is_read_again(tmp_path):
+    (tmp_path / '_base_').mkdir()
+    base, child = tmp_path / '_base_' / 'runtime.py', tmp_path / 'child.py'
+    base.write_text('seed = 1\nlr = 0.1\n')
+    child.write_text("_base_ = ['_base_/runtime.py']\nlr = 0.2\n")
+    assert (read_config(child).seed, read_config(child).lr) == (1, 0.2)
+    base.write_text('seed = 2\nlr = 0.1\n')        # same size and, on a coarse clock, the same mtime:
+    os.utime(base, ns=(base.stat().st_atime_ns, base.stat().st_mtime_ns + 10**9))   # an edit a second later
+    assert read_config(child).seed == 2
+    child.write_text("_base_ = ['_base_/runtime.py']\nlr = 0.3\n")
+    os.utime(child, ns=(child.stat().st_atime_ns, child.stat().st_mtime_ns + 10**9))
+    assert read_config(child).lr == 0.3
 
 
 def test_a_module_that_custom_imports_cannot_import_is_a_user_error():

@@ -16,6 +16,7 @@ from pathlib import Path
 from mmengine.config import Config
 
 from mimbench.ablation.axes import AblationError, Axis, AxisValue, ScaleContext, get_axis
+from mimbench.config_files import read_config
 from mimbench.engine.runner import load_config
 from mimbench.fileio import copy_once
 from mimbench.paths import CHECKOUT, configs_dir, in_checkout, resolve_config
@@ -61,7 +62,7 @@ def load_named_config(name_or_path: str, folder: Path, kind: str, kinds: str) ->
         known = sorted(p.stem for p in folder.glob('*.py'))
         raise AblationError(f"unknown {kind} {name_or_path!r}; valid {kinds}: {', '.join(known)} "
                             f'(or the path of a {kind} config)')
-    return Config.fromfile(str(path))
+    return read_config(path)
 
 
 @dataclass

@@ -9,6 +9,7 @@ from mmengine.config import Config, DictAction  # noqa: F401  (DictAction re-exp
 from mmengine.utils import import_modules_from_strings
 
 import mimbench  # noqa: F401  (registers every component)
+from mimbench.config_files import read_config
 from mimbench.engine.dist import prepare_distributed
 from mimbench.engine.mim_runner import MIMRunner
 from mimbench.errors import MimbenchError
@@ -35,7 +36,7 @@ def load_config(path: str, cfg_options: dict | None = None, log=print) -> Config
     if not os.path.isfile(path):
         raise FileNotFoundError(f'config file {path} does not exist (give a path, or a name of a config in '
                                 f'{configs_dir()}, e.g. mae_micro_cifar10)')
-    cfg = Config.fromfile(path)
+    cfg = read_config(path)
     if cfg_options:
         options = dict(cfg_options)
         imports = {k: options.pop(k) for k in list(options) if k.split('.')[0] == 'custom_imports'}

@@ -17,6 +17,7 @@ import torch
 from mmengine.config import Config
 from torch import nn
 
+from mimbench.config_files import read_config
 from mimbench.engine.checkpoint import POINTER, load_local_checkpoint, pointed_checkpoint
 from mimbench.errors import MimbenchError
 from mimbench.registry import ENCODERS, MODELS
@@ -130,7 +131,7 @@ def pretrain_config(checkpoint: str | None, ckpt: dict | None, config: str | Non
     if checkpoint is not None:
         candidates = sorted(Path(checkpoint).parent.glob('*.py'))
         if len(candidates) == 1:
-            return Config.fromfile(str(candidates[0])), candidates[0].stem
+            return read_config(candidates[0]), candidates[0].stem
     raise CheckpointError(f'cannot tell which config trained {checkpoint}: it has no meta["cfg"] and its '
                           f'directory does not hold exactly one .py config; pass --config')
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from mmengine.config import Config
 
+from mimbench.config_files import read_config
 from mimbench.data import cache_dir as user_cache_dir
 from mimbench.evaluation.attentive import attentive_probe
 from mimbench.evaluation.encoder import LoadedEncoder, load_encoder
@@ -73,7 +74,7 @@ def load_eval_config(protocol: str, path: str | None = None, options: dict | Non
     path = resolve_config(path) if path else default_eval_config(protocol)
     if not os.path.isfile(path):
         raise FileNotFoundError(f'eval config {path} does not exist')
-    cfg = Config.fromfile(path)
+    cfg = read_config(path)
     if options:
         apply_overrides(cfg, dict(options), reader=eval_reader(protocol))
     if cfg.get('protocol') != protocol:
