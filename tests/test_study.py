@@ -33,11 +33,12 @@ def _study(tmp_path, text=STUDY) -> Study:
     return Study.load(str(path))
 
 
-def _store(tmp_path, scale_name: str, accuracies: dict[str, list[float]]) -> ResultStore:
-    """A store holding decoder_depth cells of ``scale_name``: value -> lin_mean accuracy per seed."""
+def _store(tmp_path, scale_name: str, accuracies: dict[str, list[float]], axis: str = 'decoder_depth',
+           store: ResultStore | None = None) -> ResultStore:
+    """A store holding ``axis`` cells of ``scale_name``: value -> lin_mean accuracy per seed."""
     scale = Scale.load(scale_name)
-    store = ResultStore(tmp_path / scale_name)
-    axis = get_axis('decoder_depth')
+    store = store or ResultStore(tmp_path / scale_name)
+    axis = get_axis(axis)
     for key, accs in accuracies.items():
         value = axis.values(scale.context(), [key])[0]
         for seed, acc in enumerate(accs):
@@ -101,12 +102,44 @@ def test_an_effect_is_judged_against_the_spread_pooled_over_the_schedules_rows(t
     assert long.diff == pytest.approx(10.0) and long.se == pytest.approx(2 ** 0.5)
     assert (short.verdict(0.95), long.verdict(0.95)) == ('0', '+')
 
-    # the default cell's four seeds spread widely: the same difference no longer shows
-    wide = _store(tmp_path / 'wide', 'micro_bf16_20ep', {'1': [50, 52], '8': [60, 62], '2': [40, 50, 60, 50]})
-    data = StudyData(study, {5: stores[5], 20: wide})
-    sd, df = data.spread(20, 'lin_mean')
-    assert df == 5 and sd == pytest.approx(((2 + 2 + 200) / 5) ** 0.5)
-    assert data.effect(20, finding, 'lin_mean').verdict(0.95) == '0'
+
+def test_a_row_with_many_seeds_is_judged_by_its_own_spread_and_the_others_by_their_pool(tmp_path):
+    # the default cell (depth 2) spreads widely over four seeds; the two-seed rows do not
+    study = _study(tmp_path)
+    wide = _store(tmp_path, 'micro_bf16_20ep', {'1': [50, 52], '8': [60, 62], '2': [40, 50, 60, 50]})
+    data = StudyData(study, {5: _store(tmp_path, 'micro', {}), 20: wide})
+    assert data.spreads(20, 'lin_mean') == ((pytest.approx((200 / 3) ** 0.5), 3), (pytest.approx(2 ** 0.5), 2))
+    # two rows of two seeds: the default cell's spread does not widen their comparison
+    assert data.effect(20, study.cfg.findings[0], 'lin_mean').verdict(0.95) == '+'
+    # against the default cell: Welch's standard error and degrees of freedom, and the 11 points do not show
+    e = data.effect(20, dict(axis='decoder_depth', better='8', worse='2'), 'lin_mean')
+    v_b, v_w = 2 / 2, (200 / 3) / 4
+    assert e.diff == pytest.approx(11.0) and e.se == pytest.approx((v_b + v_w) ** 0.5)
+    assert e.df == pytest.approx((v_b + v_w) ** 2 / (v_b ** 2 / 2 + v_w ** 2 / 3))
+    assert e.verdict(0.95) == '0'
+
+
+def test_one_seed_rows_are_judged_by_the_default_cells_spread_until_rows_have_two(tmp_path):
+    study = _study(tmp_path)
+    store = _store(tmp_path, 'micro_bf16_20ep', {'1': [50], '8': [58], '2': [50, 51, 49, 50]})
+    data = StudyData(study, {5: _store(tmp_path, 'micro', {}), 20: store})
+    sd = (2 / 3) ** 0.5
+    e = data.effect(20, study.cfg.findings[0], 'lin_mean')
+    assert e.se == pytest.approx(sd * 2 ** 0.5) and e.df == 3 and e.verdict(0.95) == '+'
+    # a difference with the default cell itself reads that one estimate once, not as two independent ones
+    e = data.effect(20, dict(axis='decoder_depth', better='8', worse='2'), 'lin_mean')
+    assert e.se == pytest.approx(sd * (1 + 1 / 4) ** 0.5) and e.df == 3
+
+
+def test_the_default_cell_is_maes_though_another_methods_base_cell_is_a_row_too(tmp_path):
+    # CAE's base cell is the default row of the CAE alignment axis; listed first, it must not stand in for
+    # the default cell the report describes and judges by
+    study = _study(tmp_path, STUDY.replace("rows = dict(", "rows = dict(cae_align_weight=['0', '2'], "))
+    store = _store(tmp_path, 'micro', {'2': [50, 51, 52, 53]})
+    _store(tmp_path, 'micro', {'2': [30, 40]}, axis='cae_align_weight', store=store)
+    data = StudyData(study, {5: store, 20: _store(tmp_path / 'b', 'micro_bf16_20ep', {})})
+    assert data.default_row(5).value.method == 'mae'
+    assert data.spreads(5, 'lin_mean')[0] == (pytest.approx(1.29, abs=0.01), 3)
 
 
 def test_a_spread_resting_on_few_seeds_asks_for_a_larger_effect():
@@ -119,6 +152,7 @@ def test_a_spread_resting_on_few_seeds_asks_for_a_larger_effect():
     assert Effect(3.0, 1.0, 1, 4, df=13).verdict(0.95) == '+'
     assert Effect(-3.0, 1.0, 1, 4, df=13).verdict(0.95) == '-'
     assert Effect(3.0, None, 1, 1, df=0).verdict(0.95) == 'n'
+    assert Effect(0.5, 0.0, 2, 2, df=12).verdict(0.95) == '+'     # seeds that agree exactly are a spread of 0
     assert Effect(3.0, 1.0, 1, 4, df=13).margin(0.95) == pytest.approx(2.160, abs=1e-3)
 
 
@@ -133,14 +167,20 @@ def test_a_study_states_its_confidence_as_a_probability(tmp_path):
     (['+', '0', '0'], 'shrinks'),
     (['0', '0', '0'], 'does not reproduce'),
     (['0', '0', '-'], 'does not reproduce (the opposite shows)'),
+    (['-', '0', '0'], 'does not reproduce (the opposite shows)'),
     (['0', '+', '0'], 'does not reproduce (shows only in between)'),
-    (['+', '?', '?'], 'so far: reproduces'),
+    (['+', '-', '+'], 'inconsistent (shows at 5 ep, 20 ep; the opposite at 10 ep)'),
+    (['+', '0', '-'], 'inconsistent (shows at 5 ep; the opposite at 20 ep)'),
+    (['+', '?', '?'], 'so far: shows at 5 ep'),         # one schedule is no trend
+    (['?', '?', '+'], 'so far: shows at 20 ep'),
+    (['?', '-', '?'], 'so far: the opposite shows at 10 ep'),
+    (['0', '?', '?'], 'so far: does not show at 5 ep'),
     (['?', '?', '?'], 'not measured yet'),
     (['?', '?', 'n'], 'no seed spread to judge by'),
     (['+', 'n', '+'], 'so far: reproduces'),     # a schedule without a spread does not hide the others
 ])
 def test_the_verdict_over_schedules(verdicts, expected):
-    assert trend(verdicts) == expected
+    assert trend(verdicts, [5, 10, 20]) == expected
 
 
 def test_the_report_gives_every_finding_its_effects_verdict_and_the_commands(tmp_path):
@@ -152,10 +192,13 @@ def test_the_report_gives_every_finding_its_effects_verdict_and_the_commands(tmp
     md = (tmp_path / 'out' / 'tiny_study.md').read_text()
     row = next(line for line in md.splitlines() if line.startswith('| decoder depth 8 over 1 |'))
     cells = [c.strip() for c in row.strip('|').split('|')]
-    assert cells[2:5] == ['-1.00 ± 1.41 (n=2,2)', '+10.00 ± 1.41 (n=2,2) **shows**', 'lin +8.0, ft +0.1']
+    assert cells[2:5] == ['-1.00 ± 1.41 (n=2,2, df 3)', '+10.00 ± 1.41 (n=2,2, df 2) **shows**',
+                          'lin +8.0, ft +0.1']
     assert cells[5] == 'emerges with training'
-    # each schedule's spread, with its degrees of freedom and the t critical value they give
-    assert '| 20 | micro_bf16_20ep | bf16 autocast | lin (mean-pool) 1.41 (2, 4.30); lin 1.41 (2, 4.30) |' in md
+    # each schedule's two spreads with their degrees of freedom: the default cell (depth 2) has two seeds at 5
+    # epochs, too few for a spread of its own, so it is one of the pooled rows
+    assert '| 5 | micro | fp32 | lin (mean-pool) -; lin - | lin (mean-pool) 1.41 (3); lin 1.41 (3) |' in md
+    assert '4 effects are judged above, each at 95%: were there no effect anywhere, about 0.2 of them' in md
     # the default cell (decoder depth 2 here) at each schedule, on every evaluation the scale runs
     assert '| epochs | seeds | lin | lin (mean-pool) | kNN | attentive |' in md
     assert '| 5 | 2 | 44.00 ± 1.41 | 54.00 ± 1.41 | - | - |' in md

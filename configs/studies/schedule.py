@@ -47,6 +47,7 @@ findings = [
     dict(name='CAE alignment (lambda 2 over 0)', axis='cae_align_weight', better='2', worse='0'),
 ]
 # An effect "shows" at a schedule when its confidence interval at this level excludes zero: +- t x the standard
-# error of the difference, the standard deviation pooled over every row of that schedule with two or more seeds
-# and t the two-sided Student critical value for its degrees of freedom (the spread rests on few seeds).
+# error of the difference, each row's variance its own with 3 or more seeds (the default cell) and else pooled over
+# the rows with two seeds, and t the two-sided Student critical value for the difference's Welch-Satterthwaite
+# degrees of freedom (the spreads rest on few seeds).
 confidence = 0.95

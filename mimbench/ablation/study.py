@@ -6,12 +6,17 @@ two rows of one axis (``better - worse``: positive where the paper's direction s
 the scales' results stores; the cells themselves run through the ordinary sweep, one :func:`plan` step at a
 time.
 
-Each effect is judged against the spread of its own scale: the standard deviation pooled over every row of
-that scale with two or more seeds (the default cell's extra seeds weigh in most), so a row's two seeds never
-vouch for themselves. The effect's standard error is ``sd * sqrt(1/n_better + 1/n_worse)``; it "shows" beyond
-the two-sided Student t critical value at the study's ``confidence`` for the pooled spread's degrees of
-freedom: with few seeds behind the spread (3 degrees of freedom: t = 3.18 at 95%) the spread itself is
-uncertain, and a fixed 2 standard errors would call chance differences effects.
+Each effect is judged against seed spreads of its own scale, never a row's two seeds vouching for themselves. A
+row with ``OWN_SPREAD_SEEDS`` or more seeds of the metric (the default cell) has its own standard deviation;
+every other row has the one pooled over the rows with two seeds (at a schedule where no row has two, the
+pool of the rows with more: the default cell's). The rows' spreads are not assumed equal: at 5 epochs the
+default cell's four [cls] probes spread 4.39 points while twelve two-seed rows pool to 1.09 (an F test puts
+that at p = 0.0002), so one pool over both misjudged every comparison. The standard error of ``better -
+worse`` is ``sqrt(s_b^2/n_b + s_w^2/n_w)`` and its degrees of freedom Welch-Satterthwaite's (the pool's own
+when both rows read the same pool). An effect "shows" beyond the two-sided Student t critical value at the
+study's ``confidence`` for those degrees of freedom: with few seeds behind a spread (3 degrees of freedom:
+t = 3.18 at 95%) the spread itself is uncertain, and a fixed 2 standard errors would call chance differences
+effects.
 """
 from __future__ import annotations
 
@@ -117,25 +122,37 @@ def step_progress(step: Step, store: ResultStore) -> dict[tuple[str, bool], bool
     return {(c.key, step.finetune): done(records.get(c.key)) for c in cells}
 
 
-def critical_t(confidence: float, df: int) -> float | None:
+OWN_SPREAD_SEEDS = 3      # a row with this many seeds of a metric is judged by its own spread
+
+
+def critical_t(confidence: float, df: float) -> float | None:
     """The two-sided Student t critical value at ``confidence`` for ``df`` degrees of freedom; None at 0."""
     return float(stats.t.ppf(0.5 + confidence / 2, df)) if df > 0 else None
 
 
 @dataclass
+class Spread:
+    """A seed standard deviation and its degrees of freedom; ``source`` names what it was estimated from (two
+    rows reading the same source share one estimate)."""
+    sd: float | None
+    df: int
+    source: str = ''
+
+
+@dataclass
 class Effect:
-    """``better - worse`` on one metric at one schedule; ``se`` from the schedule's pooled spread, which has
-    ``df`` degrees of freedom."""
+    """``better - worse`` on one metric at one schedule, with the standard error of that difference and its
+    (Welch-Satterthwaite) degrees of freedom."""
     diff: float | None
     se: float | None
     n_better: int
     n_worse: int
-    df: int = 0
+    df: float = 0
 
     def margin(self, confidence: float) -> float | None:
         """Half the width of the ``confidence`` interval of the difference: t critical value x se."""
         t = critical_t(confidence, self.df)
-        return t * self.se if t is not None and self.se else None
+        return t * self.se if t is not None and self.se is not None else None
 
     def verdict(self, confidence: float) -> str:
         """'+' (the paper's direction, beyond the ``confidence`` t margin), '-' (the opposite), '0' (inside),
@@ -151,24 +168,62 @@ class Effect:
         if self.diff is None:
             return '-'
         se = f' ± {self.se:.2f}' if self.se is not None else ''
-        return f'{self.diff:+.2f}{se} (n={self.n_better},{self.n_worse})'
+        df = f', df {self.df:.3g}' if self.se is not None and self.df else ''
+        return f'{self.diff:+.2f}{se} (n={self.n_better},{self.n_worse}{df})'
 
 
-def pooled_sd(rows: list[Row], metric: str) -> tuple[float | None, int]:
-    """Standard deviation pooled over rows with two or more seeds: sqrt(sum of squared deviations / df);
-    returns (sd, degrees of freedom)."""
-    ss = df = 0
-    seen = set()
+def _distinct(rows: list[Row]) -> list[Row]:
+    """``rows`` with each set of cells once: the default cell is a row of several axes."""
+    out, seen = [], set()
     for row in rows:
         keys = tuple(sorted(r['key'] for r in row.records))
-        if keys in seen:    # the default cell is a row of several axes: count it once
-            continue
-        seen.add(keys)
+        if keys not in seen:
+            seen.add(keys)
+            out.append(row)
+    return out
+
+
+def pooled_sd(rows: list[Row], metric: str, seeds: range = range(2, 1 << 30)) -> tuple[float | None, int]:
+    """Standard deviation pooled over the rows whose number of seeds of ``metric`` is in ``seeds`` (two or
+    more): sqrt(sum of squared deviations / df); returns (sd, degrees of freedom)."""
+    ss = df = 0
+    for row in _distinct(rows):
         vals = row.values(metric)
-        if len(vals) > 1:
+        if len(vals) > 1 and len(vals) in seeds:
             ss += statistics.variance(vals) * (len(vals) - 1)
             df += len(vals) - 1
     return (math.sqrt(ss / df) if df else None), df
+
+
+def row_spread(rows: list[Row], row: Row, metric: str) -> Spread:
+    """The spread ``row`` is judged by among its schedule's ``rows``: its own with ``OWN_SPREAD_SEEDS`` seeds or
+    more; else the pool of the rows with two seeds, or where none has two, of the rows with more."""
+    def own(r: Row) -> Spread:
+        vals = r.values(metric)
+        return Spread(statistics.stdev(vals), len(vals) - 1, 'own:' + ','.join(sorted(x['key'] for x in r.records)))
+    if len(row.values(metric)) >= OWN_SPREAD_SEEDS:
+        return own(row)
+    sd, df = pooled_sd(rows, metric, range(2, OWN_SPREAD_SEEDS))
+    if df:
+        return Spread(sd, df, 'pool')
+    larger = [r for r in _distinct(rows) if len(r.values(metric)) >= OWN_SPREAD_SEEDS]
+    if len(larger) == 1:      # that row's own estimate: a difference with that row reads one spread, not two
+        return own(larger[0])
+    sd, df = pooled_sd(larger, metric)
+    return Spread(sd, df, 'pool of larger rows')
+
+
+def difference_se(better: Spread, n_better: int, worse: Spread, n_worse: int) -> tuple[float | None, float]:
+    """Standard error of a difference of two means and its degrees of freedom (Welch-Satterthwaite; the one
+    estimate's when both spreads are the same estimate)."""
+    if better.sd is None or worse.sd is None:
+        return None, 0
+    v_b, v_w = better.sd ** 2 / n_better, worse.sd ** 2 / n_worse
+    se = math.sqrt(v_b + v_w)
+    if better.source == worse.source:
+        return se, better.df
+    denominator = v_b ** 2 / better.df + v_w ** 2 / worse.df
+    return se, ((v_b + v_w) ** 2 / denominator if denominator else min(better.df, worse.df))
 
 
 class StudyData:
@@ -194,18 +249,25 @@ class StudyData:
         return [row for rows in self.rows[label].values() for row in rows]
 
     def default_row(self, label: int) -> Row | None:
-        """The scale's default cell (a row of every axis whose value is the default; any of them)."""
-        return next((row for row in self.all_rows(label) if row.ours_default), None)
+        """The scale's default MAE cell: a row of every axis whose value is the default (the CAE base cell is
+        the default row of CAE's own axes, not this one)."""
+        return next((row for row in self.all_rows(label) if row.ours_default and row.value.method == 'mae'), None)
 
-    def spread(self, label: int, metric: str) -> tuple[float | None, int]:
-        return pooled_sd(self.all_rows(label), metric)
+    def spreads(self, label: int, metric: str) -> tuple[tuple[float | None, int], tuple[float | None, int]]:
+        """The two kinds of spread at the schedule: the default cell's own, and the pool of the rows with two
+        seeds; each (sd, degrees of freedom)."""
+        default = self.default_row(label)
+        vals = default.values(metric) if default else []
+        own = (statistics.stdev(vals), len(vals) - 1) if len(vals) >= OWN_SPREAD_SEEDS else (None, 0)
+        return own, pooled_sd(self.all_rows(label), metric, range(2, OWN_SPREAD_SEEDS))
 
     def effect(self, label: int, finding: dict, metric: str) -> Effect:
-        better, worse = (self.row(label, finding['axis'], finding[k]).values(metric) for k in ('better', 'worse'))
+        rows = [self.row(label, finding['axis'], finding[k]) for k in ('better', 'worse')]
+        better, worse = (row.values(metric) for row in rows)
         if not better or not worse:
             return Effect(None, None, len(better), len(worse))
-        sd, df = self.spread(label, metric)
-        se = sd * math.sqrt(1 / len(better) + 1 / len(worse)) if sd is not None else None
+        spread_b, spread_w = (row_spread(self.all_rows(label), row, metric) for row in rows)
+        se, df = difference_se(spread_b, len(better), spread_w, len(worse))
         return Effect(statistics.fmean(better) - statistics.fmean(worse), se, len(better), len(worse), df)
 
     def cost(self, label: int) -> tuple[int, float]:
@@ -213,26 +275,35 @@ class StudyData:
         return cells, cpu
 
 
-def trend(verdicts: list[str]) -> str:
-    """The verdict over schedules (shortest first) from each schedule's '+', '0', '-' or '?' (unmeasured):
-    reproduces (shows at the shortest and the longest measured), emerges with training (only at the longest),
-    shrinks (at the shortest, not the longest), does not reproduce (nowhere; "the opposite shows" where the
-    longest shows the other way). Prefixed "so far:" while a schedule is unmeasured or has no seed spread to
-    judge by ('n', a metric run at one seed); "no seed spread to judge by" when no schedule can be judged."""
-    known = [v for v in verdicts if v not in ('?', 'n')]
+def trend(verdicts: list[str], labels: list[int]) -> str:
+    """The verdict over schedules (``labels``, shortest first) from each schedule's '+', '0', '-' or '?'
+    (unmeasured): reproduces (shows at the shortest and the longest judged), emerges with training (only at
+    the longest), shrinks (at the shortest, not the longest), does not reproduce (nowhere; "the opposite shows"
+    where a schedule shows the other way), inconsistent (shows one way at one schedule and the other way at
+    another). One judged schedule is no trend: "shows at N ep". Prefixed "so far:" while a schedule is
+    unmeasured or has no seed spread to judge by ('n', a metric run at one seed); "no seed spread to judge
+    by" when no schedule can be judged."""
+    known = [(v, label) for v, label in zip(verdicts, labels) if v not in ('?', 'n')]
     if not known:
         return 'no seed spread to judge by' if 'n' in verdicts else 'not measured yet'
     prefix = 'so far: ' if len(known) < len(verdicts) else ''
-    first, last = known[0], known[-1]
+    signs = [v for v, _ in known]
+    if '+' in signs and '-' in signs:
+        return prefix + 'inconsistent (shows at ' + ', '.join(f'{label} ep' for v, label in known if v == '+') \
+            + '; the opposite at ' + ', '.join(f'{label} ep' for v, label in known if v == '-') + ')'
+    if len(known) == 1:
+        (v, label), = known
+        return prefix + {'+': 'shows', '-': 'the opposite shows', '0': 'does not show'}[v] + f' at {label} ep'
+    first, last = signs[0], signs[-1]
     if first == '+' and last == '+':
         return prefix + 'reproduces'
     if last == '+':
         return prefix + 'emerges with training'
     if first == '+':
         return prefix + 'shrinks'
-    if '+' in known:
+    if '+' in signs:
         return prefix + 'does not reproduce (shows only in between)'
-    return prefix + ('does not reproduce (the opposite shows)' if last == '-' else 'does not reproduce')
+    return prefix + ('does not reproduce (the opposite shows)' if '-' in signs else 'does not reproduce')
 
 
 def paper_effect(finding: dict, scale: Scale) -> str:
@@ -251,8 +322,11 @@ def finding_metrics(study: Study, finding: dict, metrics: tuple[str, ...]) -> tu
     return metrics + ('ft',) if ft and finding['axis'] == ft['axis'] else metrics
 
 
-def summary_table(data: StudyData, metrics: tuple[str, ...]) -> list[str]:
+def summary_table(data: StudyData, metrics: tuple[str, ...]) -> tuple[list[str], int]:
+    """The table ``finding | metric | <effect per schedule> | paper | verdict``, and how many effects in it
+    were judged (a '+', '0' or '-')."""
     study = data.study
+    judged = 0
     labels = sorted(study.schedules)
     confidence = float(study.cfg.confidence)
     head = ['finding', 'metric', *[f'{e} ep' for e in labels], 'paper (800 ep)', 'verdict']
@@ -261,12 +335,13 @@ def summary_table(data: StudyData, metrics: tuple[str, ...]) -> list[str]:
         for i, metric in enumerate(finding_metrics(study, finding, metrics)):
             effects = [data.effect(label, finding, metric) for label in labels]
             verdicts = [e.verdict(confidence) for e in effects]
+            judged += sum(v in '+0-' for v in verdicts)
             cells = [f'{e.text()} {_MARK[v]}'.strip() for e, v in zip(effects, verdicts)]
             name = finding['name'] if i == 0 else ''
             paper = paper_effect(finding, study.scale(labels[0])) if i == 0 else ''
             lines.append(f'| {name} | {METRIC_NAMES.get(metric, metric)} | ' + ' | '.join(cells)
-                         + f' | {paper} | {trend(verdicts)} |')
-    return lines
+                         + f' | {paper} | {trend(verdicts, labels)} |')
+    return lines, judged
 
 
 _MARK = {'+': '**shows**', '-': '**opposite**', '0': '', '?': '', 'n': ''}
@@ -294,9 +369,15 @@ def plot_study(data: StudyData, metrics: tuple[str, ...], path: str | Path) -> P
                 if e.diff is not None:
                     xs.append(label * (1 + 0.04 * (k - (len(shown) - 1) / 2)))
                     ys.append(e.diff)
-                    errs.append(e.margin(confidence) or 0.0)
+                    errs.append(e.margin(confidence))
             if xs:
-                ax.errorbar(xs, ys, yerr=errs, marker='o', capsize=3, label=METRIC_NAMES.get(metric, metric))
+                color = ax.plot(xs, ys, '-', lw=1, label=METRIC_NAMES.get(metric, metric))[0].get_color()
+                judged = [i for i, err in enumerate(errs) if err is not None]
+                ax.errorbar([xs[i] for i in judged], [ys[i] for i in judged], yerr=[errs[i] for i in judged],
+                            fmt='o', color=color, capsize=3)
+                # no spread to judge by (one seed): a hollow point, not a bar of zero width that reads as exact
+                ax.plot([x for x, err in zip(xs, errs) if err is None], [y for y, err in zip(ys, errs) if err is None],
+                        'o', mfc='none', color=color)
         if len(shown) > len(metrics) and ax.get_legend_handles_labels()[0]:   # panels with an ft line say so
             ax.legend(fontsize=7)
         ax.axhline(0, color='grey', lw=0.8)
@@ -312,8 +393,8 @@ def plot_study(data: StudyData, metrics: tuple[str, ...], path: str | Path) -> P
         ax.axis('off')
     if axes.flat[0].get_legend_handles_labels()[0]:     # nothing measured yet: no legend to draw
         axes.flat[0].legend(fontsize=7)
-    fig.suptitle(f'{study.cfg.title} (bars: {confidence:.0%} confidence interval, t on the pooled seed spread)',
-                 fontsize=10)
+    fig.suptitle(f'{study.cfg.title}\n(bars: {confidence:.0%} confidence interval of the difference; hollow: no '
+                 f'seed spread to judge by)', fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path, dpi=100)
 
@@ -347,34 +428,39 @@ def write_study_report(study: Study, out_dir: str | Path, data: StudyData | None
     lines = [f'# {study.cfg.title}', '',
              f'Generated by `python tools/ablate.py --study {study.name} --report` from the results stores; do '
              f'not edit by hand. Each entry is a finding\'s effect, better row minus worse row in accuracy '
-             f'points, ± one standard error of that difference; the standard deviation behind it is pooled over '
-             f'every row of the schedule with two or more seeds (the default cell runs {study.cfg.spread_seeds} '
-             f'seeds at every schedule). **shows**: the {confidence:.0%} confidence interval of the difference '
-             f'(± t x standard error, t the two-sided Student critical value for the pooled spread\'s degrees of '
-             f'freedom, listed under Schedules) lies wholly on the paper\'s side of zero; **opposite**: wholly on '
-             f'the other side. Verdicts read the check metric '
+             f'points, ± one standard error of that difference. A row is judged by its own seed spread when it '
+             f'has {OWN_SPREAD_SEEDS} or more seeds (the default cell runs {study.cfg.spread_seeds} at every '
+             f'schedule), every other row by the spread pooled over the rows with two seeds (where none has two '
+             f'yet, by the default cell\'s), both listed under Schedules; the two are not assumed equal. '
+             f'**shows**: the {confidence:.0%} confidence interval of the difference (± t x standard error, t the '
+             f'two-sided Student critical value for its Welch-Satterthwaite degrees of freedom) lies wholly on '
+             f'the paper\'s side of zero; **opposite**: wholly on the other side. Verdicts read the check metric '
              f'({METRIC_NAMES.get(check, check)}) first row of each finding and the [cls] linear probe '
              f'(the paper\'s protocol) second. n = seeds of the better and the worse row.', '',
              f'![effects against pretraining epochs]({stem}.png)', '']
-    lines += summary_table(data, metrics)
+    table, judged = summary_table(data, metrics)
+    lines += table
+    lines += ['', f'{judged} effects are judged above, each at {confidence:.0%}: were there no effect anywhere, about '
+                  f'{judged * (1 - confidence):.1f} of them would still read **shows** or **opposite** by chance. A '
+                  f'verdict that rests on one schedule is weaker evidence than one that holds at several.']
     lines += ['', '## The default cell at each schedule', '',
               'The cell every row shares, accuracy in % (mean ± sample standard deviation over seeds):', '']
     lines += default_cell_table(data)
-    lines += ['', '## Schedules', '', '| epochs | scale | precision | seed sd (pooled; df, t) | cells | CPU-hours |',
-              '|---|---|---|---|---|---|']
+    lines += ['', '## Schedules', '',
+              '| epochs | scale | precision | seed sd, default cell (df) | seed sd, other rows pooled (df) | cells '
+              '| CPU-hours |', '|---|---|---|---|---|---|---|']
     total_cells, total_cpu = 0, 0.0
     for label in labels:
         scale = study.scale(label)
-        sds = []
+        kinds = ([], [])
         for metric in metrics:
-            sd, df = data.spread(label, metric)
-            sds.append(f'{METRIC_NAMES.get(metric, metric)} {sd:.2f} ({df}, {critical_t(confidence, df):.2f})'
-                       if sd is not None
-                       else f'{METRIC_NAMES.get(metric, metric)} -')
+            for texts, (sd, df) in zip(kinds, data.spreads(label, metric)):
+                texts.append(f'{METRIC_NAMES.get(metric, metric)} ' + (f'{sd:.2f} ({df})' if sd is not None else '-'))
         cells, cpu = data.cost(label)
         total_cells, total_cpu = total_cells + cells, total_cpu + cpu
         precision = 'bf16 autocast' if scale.cfg.get('amp') else 'fp32'
-        lines.append(f'| {label} | {scale.name} | {precision} | {"; ".join(sds)} | {cells} | {cpu:.2f} |')
+        lines.append(f'| {label} | {scale.name} | {precision} | {"; ".join(kinds[0])} | {"; ".join(kinds[1])} '
+                     f'| {cells} | {cpu:.2f} |')
     lines += ['', f'Total: {total_cells} cells, {total_cpu:.2f} CPU-hours of pretraining (process time).', '',
               '## How it runs', '', f'`python tools/ablate.py --study {study.name}` runs these sweeps in order; '
               'each skips the cells its store holds and resumes an interrupted one from its last checkpoint '
