@@ -184,7 +184,7 @@ def test_the_verdict_over_schedules(verdicts, expected):
 
 
 def test_the_report_gives_every_finding_its_effects_verdict_and_the_commands(tmp_path):
-    study = _study(tmp_path)
+    study = _study(tmp_path, STUDY + "notes = ['seed 1 of depth 8 ran on another machine']\n")
     stores = {5: _store(tmp_path, 'micro', {'1': [50, 52], '8': [49, 51], '2': [53, 55]}),
               20: _store(tmp_path, 'micro_bf16_20ep', {'1': [50, 52], '8': [60, 62]})}
     paths = write_study_report(study, tmp_path / 'out', StudyData(study, stores))
@@ -199,6 +199,7 @@ def test_the_report_gives_every_finding_its_effects_verdict_and_the_commands(tmp
     # epochs, too few for a spread of its own, so it is one of the pooled rows
     assert '| 5 | micro | fp32 | lin (mean-pool) -; lin - | lin (mean-pool) 1.41 (3); lin 1.41 (3) |' in md
     assert '4 effects are judged above, each at 95%: were there no effect anywhere, about 0.2 of them' in md
+    assert '\n- seed 1 of depth 8 ran on another machine\n' in md      # the study's caveats, under its table
     # the default cell (decoder depth 2 here) at each schedule, on every evaluation the scale runs
     assert '| epochs | seeds | lin | lin (mean-pool) | kNN | attentive |' in md
     assert '| 5 | 2 | 44.00 ± 1.41 | 54.00 ± 1.41 | - | - |' in md

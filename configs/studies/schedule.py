@@ -46,6 +46,19 @@ findings = [
     dict(name='MAE over BEiT-style', axis='method', better='mae', worse='beit'),
     dict(name='CAE alignment (lambda 2 over 0)', axis='cae_align_weight', better='2', worse='0'),
 ]
+# Caveats the report prints under its table: what the numbers cannot say on their own.
+notes = [
+    "The [cls] rows of the method findings compare unequal tokens: MAE's decoder reads the encoder's [cls] "
+    "output, while no loss of CAE (its regressor and alignment target drop [cls]) or of BEiT-style (its token "
+    "head reads the patches) ever does. The mean-pooled and attentive probes and fine-tuning read the patch "
+    "tokens of every method alike.",
+    "The fine-tuning recipe (configs/eval/finetune_micro.py) was chosen among four on the 20-epoch MAE default "
+    "cell, seed 0, by its test accuracy (docs/results/finetune_calibration/); that cell is the MAE row of the "
+    "ft column. The recipe favours MAE if anything: CAE and BEiT-style were not tuned for.",
+    "The scratch row is MAE's architecture at its initialization; CAE's and BEiT-style's encoders add LayerScale "
+    "(2,681,472 parameters against 2,679,168), so 'over scratch' is an equal-architecture comparison for MAE "
+    "alone.",
+]
 # An effect "shows" at a schedule when its confidence interval at this level excludes zero: +- t x the standard
 # error of the difference, each row's variance its own with 3 or more seeds (the default cell) and else pooled over
 # the rows with two seeds, and t the two-sided Student critical value for the difference's Welch-Satterthwaite

@@ -443,6 +443,8 @@ def write_study_report(study: Study, out_dir: str | Path, data: StudyData | None
     lines += ['', f'{judged} effects are judged above, each at {confidence:.0%}: were there no effect anywhere, about '
                   f'{judged * (1 - confidence):.1f} of them would still read **shows** or **opposite** by chance. A '
                   f'verdict that rests on one schedule is weaker evidence than one that holds at several.']
+    if notes := list(study.cfg.get('notes', [])):
+        lines += ['', 'Read with these caveats (the study config\'s `notes`):', '', *[f'- {note}' for note in notes]]
     lines += ['', '## The default cell at each schedule', '',
               'The cell every row shares, accuracy in % (mean ± sample standard deviation over seeds):', '']
     lines += default_cell_table(data)
