@@ -298,6 +298,26 @@ def test_dry_run_lists_cells_with_estimates_and_trains_nothing(tmp_path):
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob('*')) == before
 
 
+def test_a_cell_that_has_pretrained_counts_only_its_missing_evaluations_and_a_study_counts_each_cell_once(tiny,
+                                                                                                         tmp_path,
+                                                                                                         monkeypatch):
+    from mimbench.cli.ablate import dry_run
+    monkeypatch.setattr('mimbench.ablation.estimate.device_gflops', lambda scale: (1.0, 'a fixed rate'))
+    store = ResultStore(tmp_path / 'store')
+    done, fresh = expand(tiny, ['decoder_depth'], 1, ['1', '2'])
+    store.put(dict(key=done.key, scale='tiny', axis='decoder_depth', value='1', seed=0,     # pretrained, knn only
+                   metrics=current_metrics(tiny, {'knn': {'accuracy': 50.0}})))
+    todo = {}
+    dry_run(tiny, [done, fresh], ['knn', 'lin'], store, listing=False, todo_out=todo)
+    est = {c.key: estimate_cell(c, tiny, ['knn', 'lin'], 1.0) for c in (done, fresh)}
+    assert est[done.key].pretrain_s > 0 and todo[done.key] == pytest.approx(est[done.key].eval_s)
+    assert todo[fresh.key] == pytest.approx(est[fresh.key].total_s)
+    # a later step that needs less of the same cells: each cell keeps its largest estimate, counted once
+    before = dict(todo)
+    dry_run(tiny, [done, fresh], ['knn'], store, listing=False, todo_out=todo)
+    assert todo == before
+
+
 # ------------------------------------------------------------------------------------------------ the store
 
 def _writer(path, stop_after):

@@ -131,7 +131,7 @@ def main(argv=None) -> None:
 
 
 def sweep(scale_ref: str, names: list[str], values: list[str] | None, seeds: int, store: ResultStore,
-          store_dir: str, args) -> None:
+          store_dir: str, args, todo_out: dict[str, float] | None = None) -> None:
     """Run (or with --dry-run list) the cells of ``names`` x ``values`` x seeds at the scale ``scale_ref``
     (a name or a config path), then rewrite their tables."""
     scale = Scale.load(scale_ref)
@@ -146,7 +146,7 @@ def sweep(scale_ref: str, names: list[str], values: list[str] | None, seeds: int
         ensure_artifacts(scale, store, paths={p for cell in cells for p in weight_files(cell.config())})
         if fit_missing_bases(cells, args.data_root):
             cells = expand(scale, names, seeds, values, max_iters=args.max_iters)   # keys hash the basis
-    estimate_s = dry_run(scale, cells, evaluations, store, listing=args.dry_run)
+    estimate_s = dry_run(scale, cells, evaluations, store, listing=args.dry_run, todo_out=todo_out)
     if args.dry_run:
         return
     spec = SweepSpec(scale=scale_ref, store=store_dir,
@@ -218,22 +218,29 @@ def run_study(args) -> None:
     stores = {label: ResultStore(Path(args.results) / 'ablation' / name) for label, name in study.schedules.items()}
     if not args.report:
         steps = plan(study)
+        todo: dict[str, float] = {}
         for i, step in enumerate(steps, 1):
             print(f'=== study {study.name}, step {i}/{len(steps)}, {step.label} epochs: {step.command}')
             store = stores[step.label]
             if not args.dry_run:
                 restore_weight_files(store)
             step_args = argparse.Namespace(**{**vars(args), 'finetune': step.finetune})
-            sweep(step.scale, [step.axis], step.values, step.seeds, store, str(store.root), step_args)
+            sweep(step.scale, [step.axis], step.values, step.seeds, store, str(store.root), step_args, todo)
         if args.dry_run:
+            # the steps overlap (the default cell is a row of every axis): each cell once
+            print(f'=== study {study.name}: {len(todo)} cells still to run or evaluate, about '
+                  f'{sum(todo.values()) / 3600:.1f} hours of one process (each step\'s estimate above)')
             return
     for path in write_study_report(study, args.results, StudyData(study, stores)):
         print(f'wrote {path}')
 
 
-def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, listing: bool) -> float | None:
+def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, listing: bool,
+            todo_out: dict[str, float] | None = None) -> float | None:
     """Build every cell (bad values fail here) and estimate; print the list when ``listing``. Returns the
-    mean estimated seconds per cell still to run (from the store's measured rate when it has one)."""
+    mean estimated seconds per cell still to run (from the store's measured rate when it has one); a cell
+    with a record has pretrained, and only its evaluations count. ``todo_out`` gets key -> those seconds of
+    every cell still to run."""
     import torch
     from mimbench.ablation.estimate import device_gflops, estimate_cell, measured_rate
     from mimbench.ablation.execute import eval_config, missing_evaluations
@@ -251,9 +258,16 @@ def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, lis
         est = estimate_cell(cell, scale, evaluations, rate, record)
         done = not missing_evaluations(record, scale, evaluations)
         if not done:
-            todo_s += est.total_s
-            todo_measured_s += measured.total_s(est) if measured else 0.0
+            pretrained = record is not None      # a record is written once pretraining has finished
+            cell_s = est.eval_s if pretrained else est.total_s
+            todo_s += cell_s
+            if measured:
+                cell_s = measured.total_s(est) - (est.pretrain_gflop / measured.gflops_per_cpu_s if pretrained
+                                                  else 0.0)
+                todo_measured_s += cell_s
             todo += 1
+            if todo_out is not None:      # a cell of several steps: its longest estimate (ft's, say) counts
+                todo_out[cell.key] = max(todo_out.get(cell.key, 0.0), cell_s)
         rows.append((cell, est, done))
     if listing:
         print(f'{len(cells)} cells at scale {scale.name!r}, evaluations {", ".join(evaluations)}; '
