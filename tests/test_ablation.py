@@ -292,29 +292,33 @@ def test_dry_run_lists_cells_with_estimates_and_trains_nothing(tmp_path):
                           '--values', '1', '2', '--seeds', '2', '--dry-run', '--results', str(tmp_path)],
                          cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert 'decoder_depth=1 seed 1' in out.stdout and 'to run: 4 cells' in out.stdout
+    assert 'decoder_depth=1 seed 1' in out.stdout and 'to run or evaluate: 4 cells' in out.stdout
     assert 'the 3 latest cells of this host pretrained at a median 20 GFLOP/s' in out.stdout
     # nothing trained, nothing written: not even the stored tokenizer is put back (a sweep does that)
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob('*')) == before
 
 
-def test_a_cell_that_has_pretrained_counts_only_its_missing_evaluations_and_a_study_counts_each_cell_once(tiny,
-                                                                                                         tmp_path,
-                                                                                                         monkeypatch):
+def test_a_cell_that_has_pretrained_counts_only_its_missing_evaluations_and_a_study_counts_each_cell_once(
+        tiny, tmp_path, monkeypatch, capsys):
     from mimbench.cli.ablate import dry_run
     monkeypatch.setattr('mimbench.ablation.estimate.device_gflops', lambda scale: (1.0, 'a fixed rate'))
-    store = ResultStore(tmp_path / 'store')
-    done, fresh = expand(tiny, ['decoder_depth'], 1, ['1', '2'])
-    store.put(dict(key=done.key, scale='tiny', axis='decoder_depth', value='1', seed=0,     # pretrained, knn only
-                   metrics=current_metrics(tiny, {'knn': {'accuracy': 50.0}})))
+    store, work = ResultStore(tmp_path / 'store'), tmp_path / 'work'
+    done, fresh, orphan = expand(tiny, ['decoder_depth'], 1, ['1', '2', '4'])
+    for cell in (done, orphan):          # pretrained and evaluated by knn; the orphan's work dir is gone
+        store.put(dict(key=cell.key, scale='tiny', axis='decoder_depth', value=cell.value.key, seed=0,
+                       metrics=current_metrics(tiny, {'knn': {'accuracy': 50.0}})))
+    (work / done.key).mkdir(parents=True)
+    (work / done.key / 'pretrain.json').write_text('{}')
     todo = {}
-    dry_run(tiny, [done, fresh], ['knn', 'lin'], store, listing=False, todo_out=todo)
-    est = {c.key: estimate_cell(c, tiny, ['knn', 'lin'], 1.0) for c in (done, fresh)}
-    assert est[done.key].pretrain_s > 0 and todo[done.key] == pytest.approx(est[done.key].eval_s)
-    assert todo[fresh.key] == pytest.approx(est[fresh.key].total_s)
+    dry_run(tiny, [done, fresh, orphan], ['knn', 'lin'], store, listing=True, todo_out=todo, work_root=work)
+    assert todo == {done.key: pytest.approx(estimate_cell(done, tiny, ['lin'], 1.0).eval_s),
+                    fresh.key: pytest.approx(estimate_cell(fresh, tiny, ['knn', 'lin'], 1.0).total_s)}
+    out = capsys.readouterr().out
+    assert 'to evaluate' in out and 'to run or evaluate: 2 cells' in out
+    assert f'1 stored cells lack evaluations but their work dirs under {work} are gone' in out
     # a later step that needs less of the same cells: each cell keeps its largest estimate, counted once
     before = dict(todo)
-    dry_run(tiny, [done, fresh], ['knn'], store, listing=False, todo_out=todo)
+    dry_run(tiny, [done, fresh], ['knn'], store, listing=False, todo_out=todo, work_root=work)
     assert todo == before
 
 

@@ -75,18 +75,25 @@ def test_a_config_changed_by_its_reader_or_by_an_override_does_not_change_the_ne
     assert again.model.masker.ratio == 0.75 and again.model.encoder.depth != 99
 
 
-def test_an_edited_config_or_an_edited_base_it_inherits_is_read_again(tmp_path):
+def test_an_edited_config_or_an_edited_base_it_inherits_is_read_again(tmp_path, monkeypatch):
     (tmp_path / '_base_').mkdir()
     base, child = tmp_path / '_base_' / 'runtime.py', tmp_path / 'child.py'
     base.write_text('seed = 1\nlr = 0.1\n')
     child.write_text("_base_ = ['_base_/runtime.py']\nlr = 0.2\n")
     assert (read_config(child).seed, read_config(child).lr) == (1, 0.2)
-    base.write_text('seed = 2\nlr = 0.1\n')        # same size and, on a coarse clock, the same mtime:
-    os.utime(base, ns=(base.stat().st_atime_ns, base.stat().st_mtime_ns + 10**9))   # an edit a second later
+    stat = base.stat()
+    base.write_text('seed = 2\nlr = 0.1\n')        # same size, and on a coarse clock the same mtime
+    os.utime(base, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert read_config(child).seed == 2
     child.write_text("_base_ = ['_base_/runtime.py']\nlr = 0.3\n")
-    os.utime(child, ns=(child.stat().st_atime_ns, child.stat().st_mtime_ns + 10**9))
     assert read_config(child).lr == 0.3
+    # a value from the environment is not in the files: read again every time
+    env = tmp_path / 'env.py'
+    env.write_text("lr = '{{$MIMBENCH_TEST_LR:0.1}}'\n")
+    monkeypatch.setenv('MIMBENCH_TEST_LR', '0.5')
+    assert read_config(env).lr == '0.5'
+    monkeypatch.setenv('MIMBENCH_TEST_LR', '0.7')
+    assert read_config(env).lr == '0.7'
 
 
 def test_a_module_that_custom_imports_cannot_import_is_a_user_error():

@@ -131,6 +131,17 @@ def test_one_seed_rows_are_judged_by_the_default_cells_spread_until_rows_have_tw
     assert e.se == pytest.approx(sd * (1 + 1 / 4) ** 0.5) and e.df == 3
 
 
+def test_spreads_that_share_seeds_are_not_taken_for_independent_ones(tmp_path):
+    # no row has two seeds: depth 1 (one seed) is judged by the pool of the larger rows, which holds depth 8's
+    # own seeds; Welch would count the two estimates as independent and overstate the degrees of freedom
+    study = _study(tmp_path)
+    store = _store(tmp_path, 'micro_bf16_20ep', {'1': [50], '8': [56, 58, 60], '2': [50, 51, 49, 50]})
+    data = StudyData(study, {5: _store(tmp_path, 'micro', {}), 20: store})
+    e = data.effect(20, study.cfg.findings[0], 'lin_mean')
+    pooled = ((8 + 2) / (2 + 3)) ** 0.5
+    assert e.se == pytest.approx((4 / 3 + pooled ** 2) ** 0.5) and e.df == 2
+
+
 def test_the_default_cell_is_maes_though_another_methods_base_cell_is_a_row_too(tmp_path):
     # CAE's base cell is the default row of the CAE alignment axis; listed first, it must not stand in for
     # the default cell the report describes and judges by
@@ -152,7 +163,7 @@ def test_a_spread_resting_on_few_seeds_asks_for_a_larger_effect():
     assert Effect(3.0, 1.0, 1, 4, df=13).verdict(0.95) == '+'
     assert Effect(-3.0, 1.0, 1, 4, df=13).verdict(0.95) == '-'
     assert Effect(3.0, None, 1, 1, df=0).verdict(0.95) == 'n'
-    assert Effect(0.5, 0.0, 2, 2, df=12).verdict(0.95) == '+'     # seeds that agree exactly are a spread of 0
+    assert Effect(0.5, 0.0, 2, 1, df=1).verdict(0.95) == 'n'     # two seeds that tie are no evidence of no spread
     assert Effect(3.0, 1.0, 1, 4, df=13).margin(0.95) == pytest.approx(2.160, abs=1e-3)
 
 

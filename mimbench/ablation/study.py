@@ -133,10 +133,11 @@ def critical_t(confidence: float, df: float) -> float | None:
 @dataclass
 class Spread:
     """A seed standard deviation and its degrees of freedom; ``source`` names what it was estimated from (two
-    rows reading the same source share one estimate)."""
+    rows reading the same source share one estimate), ``rows`` the cells (keys) behind it."""
     sd: float | None
     df: int
     source: str = ''
+    rows: frozenset = frozenset()
 
 
 @dataclass
@@ -152,11 +153,13 @@ class Effect:
     def margin(self, confidence: float) -> float | None:
         """Half the width of the ``confidence`` interval of the difference: t critical value x se."""
         t = critical_t(confidence, self.df)
-        return t * self.se if t is not None and self.se is not None else None
+        # a spread of exactly 0 (two seeds that tie to the test set's 0.01%) is no evidence of none: unjudged
+        return t * self.se if t is not None and self.se else None
 
     def verdict(self, confidence: float) -> str:
         """'+' (the paper's direction, beyond the ``confidence`` t margin), '-' (the opposite), '0' (inside),
-        '?' (unmeasured), 'n' (measured, but no row of its schedule has two seeds of this metric to judge by)."""
+        '?' (unmeasured), 'n' (measured, but no row of its schedule has two seeds of this metric to judge by, or
+        those it has agree exactly)."""
         if self.diff is None:
             return '?'
         margin = self.margin(confidence)
@@ -195,22 +198,23 @@ def pooled_sd(rows: list[Row], metric: str, seeds: range = range(2, 1 << 30)) ->
     return (math.sqrt(ss / df) if df else None), df
 
 
+def _cells(rows: list[Row]) -> frozenset:
+    return frozenset(r['key'] for row in rows for r in row.records)
+
+
 def row_spread(rows: list[Row], row: Row, metric: str) -> Spread:
     """The spread ``row`` is judged by among its schedule's ``rows``: its own with ``OWN_SPREAD_SEEDS`` seeds or
     more; else the pool of the rows with two seeds, or where none has two, of the rows with more."""
-    def own(r: Row) -> Spread:
-        vals = r.values(metric)
-        return Spread(statistics.stdev(vals), len(vals) - 1, 'own:' + ','.join(sorted(x['key'] for x in r.records)))
-    if len(row.values(metric)) >= OWN_SPREAD_SEEDS:
-        return own(row)
-    sd, df = pooled_sd(rows, metric, range(2, OWN_SPREAD_SEEDS))
-    if df:
-        return Spread(sd, df, 'pool')
+    if len(vals := row.values(metric)) >= OWN_SPREAD_SEEDS:
+        return Spread(statistics.stdev(vals), len(vals) - 1, 'own:' + ','.join(sorted(_cells([row]))),
+                      _cells([row]))
+    pairs = [r for r in _distinct(rows) if 2 <= len(r.values(metric)) < OWN_SPREAD_SEEDS]
     larger = [r for r in _distinct(rows) if len(r.values(metric)) >= OWN_SPREAD_SEEDS]
-    if len(larger) == 1:      # that row's own estimate: a difference with that row reads one spread, not two
-        return own(larger[0])
-    sd, df = pooled_sd(larger, metric)
-    return Spread(sd, df, 'pool of larger rows')
+    if len(larger) == 1 and not pairs:   # that row's own estimate: a difference with it reads one spread, not two
+        return row_spread(rows, larger[0], metric)
+    pool = pairs or larger
+    sd, df = pooled_sd(pool, metric)
+    return Spread(sd, df, 'pool of pairs' if pairs else 'pool of larger rows', _cells(pool))
 
 
 def difference_se(better: Spread, n_better: int, worse: Spread, n_worse: int) -> tuple[float | None, float]:
@@ -222,6 +226,8 @@ def difference_se(better: Spread, n_better: int, worse: Spread, n_worse: int) ->
     se = math.sqrt(v_b + v_w)
     if better.source == worse.source:
         return se, better.df
+    if better.rows & worse.rows:      # estimates that share seeds are not independent: Welch would overstate df
+        return se, min(better.df, worse.df)
     denominator = v_b ** 2 / better.df + v_w ** 2 / worse.df
     return se, ((v_b + v_w) ** 2 / denominator if denominator else min(better.df, worse.df))
 

@@ -146,12 +146,13 @@ def sweep(scale_ref: str, names: list[str], values: list[str] | None, seeds: int
         ensure_artifacts(scale, store, paths={p for cell in cells for p in weight_files(cell.config())})
         if fit_missing_bases(cells, args.data_root):
             cells = expand(scale, names, seeds, values, max_iters=args.max_iters)   # keys hash the basis
-    estimate_s = dry_run(scale, cells, evaluations, store, listing=args.dry_run, todo_out=todo_out)
+    work_root = args.work_root or str(Path('work_dirs') / 'ablation' / scale.name)
+    estimate_s = dry_run(scale, cells, evaluations, store, listing=args.dry_run, todo_out=todo_out,
+                         work_root=work_root)
     if args.dry_run:
         return
-    spec = SweepSpec(scale=scale_ref, store=store_dir,
-                     work_root=args.work_root or str(Path('work_dirs') / 'ablation' / scale.name),
-                     evaluations=evaluations, data_root=args.data_root)
+    spec = SweepSpec(scale=scale_ref, store=store_dir, work_root=work_root, evaluations=evaluations,
+                     data_root=args.data_root)
     # one task per cell job; the cell's torchrun starts one process per GPU inside it
     gpus = int(scale.cfg.get('gpus_per_cell', 1))
     slurm = dict(slurm_partition=args.slurm_partition, timeout_min=args.slurm_time, nodes=1,
@@ -229,46 +230,63 @@ def run_study(args) -> None:
         if args.dry_run:
             # the steps overlap (the default cell is a row of every axis): each cell once
             print(f'=== study {study.name}: {len(todo)} cells still to run or evaluate, about '
-                  f'{sum(todo.values()) / 3600:.1f} hours of one process (each step\'s estimate above)')
+                  f'{sum(todo.values()) / 3600:.1f} hours of one process (each cell once, at its step\'s store '
+                  f'rate where the step prints one, else at its estimate)')
             return
     for path in write_study_report(study, args.results, StudyData(study, stores)):
         print(f'wrote {path}')
 
 
 def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, listing: bool,
-            todo_out: dict[str, float] | None = None) -> float | None:
+            todo_out: dict[str, float] | None = None, work_root: str | Path | None = None) -> float | None:
     """Build every cell (bad values fail here) and estimate; print the list when ``listing``. Returns the
-    mean estimated seconds per cell still to run (from the store's measured rate when it has one); a cell
-    with a record has pretrained, and only its evaluations count. ``todo_out`` gets key -> those seconds of
-    every cell still to run."""
+    mean estimated seconds per cell still to run (from the store's measured rate when it has one). A cell
+    whose work dir under ``work_root`` holds its finished pretraining counts only its missing evaluations;
+    a stored cell whose work dir is gone cannot be evaluated here and counts nothing. ``todo_out`` gets
+    key -> seconds of every cell still to run or evaluate, on the basis the return value uses."""
     import torch
     from mimbench.ablation.estimate import device_gflops, estimate_cell, measured_rate
-    from mimbench.ablation.execute import eval_config, missing_evaluations
+    from mimbench.ablation.execute import cell_work_dir, eval_config, missing_evaluations
     rate, source = device_gflops(scale)
-    measured = None
-    if not scale.cfg.get('device_tflops') and not torch.cuda.is_available():   # the store rate is CPU time
-        configs = {name: eval_config(scale, name) for name in evaluations}
-        measured = measured_rate(store.records().values(), {n: c[2] for n, c in configs.items()},
-                                 extracts=any(c[0] != 'finetune' for c in configs.values()))
+    work_root = Path(work_root or Path('work_dirs') / 'ablation' / scale.name)
+    by_cpu = not scale.cfg.get('device_tflops') and not torch.cuda.is_available()   # the store rate is CPU time
+    configs = {name: eval_config(scale, name) for name in evaluations} if by_cpu else {}
+    rates: dict[tuple[str, ...], object] = {}
+
+    def store_rate(names: list[str]):
+        if tuple(names) not in rates:
+            rates[tuple(names)] = measured_rate(store.records().values(), {n: configs[n][2] for n in names},
+                                                extracts=any(configs[n][0] != 'finetune' for n in names))
+        return rates[tuple(names)]
+    measured = store_rate(evaluations) if by_cpu else None
     todo_s = todo_measured_s = 0.0
-    todo = 0
+    todo, orphans = 0, []
     rows = []
     for cell in cells:
         record = find_record(store, cell)
+        missing = missing_evaluations(record, scale, evaluations)
+        pretrained = (not cell.value.pretrain or (cell_work_dir(work_root, cell) / 'pretrain.json').is_file())
         est = estimate_cell(cell, scale, evaluations, rate, record)
-        done = not missing_evaluations(record, scale, evaluations)
-        if not done:
-            pretrained = record is not None      # a record is written once pretraining has finished
-            cell_s = est.eval_s if pretrained else est.total_s
-            todo_s += cell_s
-            if measured:
-                cell_s = measured.total_s(est) - (est.pretrain_gflop / measured.gflops_per_cpu_s if pretrained
-                                                  else 0.0)
-                todo_measured_s += cell_s
+        status, cell_s, cell_measured_s = 'done', 0.0, 0.0
+        if missing and record is not None and not pretrained:
+            status = 'work dir gone'       # the sweep refuses it: pretraining again would mix two runs
+            orphans.append(cell)
+        elif missing and pretrained and cell.value.pretrain:
+            status = 'to evaluate'
+            cell_s = estimate_cell(cell, scale, missing, rate, record).eval_s
+            part = store_rate(missing) if measured else None
+            cell_measured_s = part.eval_s if part is not None and part.eval_s is not None else cell_s
+        elif missing:
+            status = 'to run'
+            cell_s = est.total_s
+            cell_measured_s = measured.total_s(est) if measured else 0.0
+        if status in ('to run', 'to evaluate'):
             todo += 1
+            todo_s += cell_s
+            todo_measured_s += cell_measured_s
             if todo_out is not None:      # a cell of several steps: its longest estimate (ft's, say) counts
-                todo_out[cell.key] = max(todo_out.get(cell.key, 0.0), cell_s)
-        rows.append((cell, est, done))
+                todo_out[cell.key] = max(todo_out.get(cell.key, 0.0), cell_measured_s if measured else cell_s)
+        rows.append((cell, est, status, cell_s, cell_measured_s))
     if listing:
         print(f'{len(cells)} cells at scale {scale.name!r}, evaluations {", ".join(evaluations)}; '
               f'times estimated at {source}:')
@@ -276,12 +294,15 @@ def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, lis
         times = 'on one GPU' if unit == 'GPU' else 'on this machine'
         extra = f' {"at store rate":>13}' if measured else ''
         print(f'  {"cell":<34} {"key":<16} {"train GFLOPs/img":>16} {"pretrain":>9} {"eval":>8}{extra}  status '
-              f'(times {times})')
-        for cell, est, done in rows:
-            extra = f' {format_duration(measured.total_s(est)):>13}' if measured else ''
-            print(f'  {cell.name:<34} {cell.key:<16} {est.train_gflops:>16.4g} {format_duration(est.pretrain_s):>9}'
-                  f' {format_duration(est.eval_s):>8}{extra}  {"done" if done else "to run"}')
-        print(f'to run: {todo} cells, about {todo_s / 3600:.1f} {unit}-hours')
+              f'(times {times}; a cell to evaluate counts its missing evaluations)')
+        for cell, est, status, cell_s, cell_measured_s in rows:
+            evaluate = status == 'to evaluate'
+            extra = f' {format_duration(cell_measured_s if status != "done" else measured.total_s(est)):>13}' \
+                if measured else ''
+            print(f'  {cell.name:<34} {cell.key:<16} {est.train_gflops:>16.4g} '
+                  f'{"-" if evaluate else format_duration(est.pretrain_s):>9} '
+                  f'{format_duration(cell_s if evaluate else est.eval_s):>8}{extra}  {status}')
+        print(f'to run or evaluate: {todo} cells, about {todo_s / 3600:.1f} {unit}-hours')
         if measured:
             evals = (f', evaluations {format_duration(measured.eval_s)} a cell' if measured.eval_s is not None
                      else '')
@@ -289,10 +310,12 @@ def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, lis
                   f'{measured.gflops_per_cpu_s:.0f} GFLOP/s per CPU-second, {measured.low:.0f}-{measured.high:.0f}'
                   f'{evals}): about {todo_measured_s / 3600:.1f} hours per process (pretraining CPU time + '
                   f'evaluation wall time), if run the way those cells were')
+        if orphans:
+            print(f'note: {len(orphans)} stored cells lack evaluations but their work dirs under {work_root} are '
+                  f'gone, so the sweep cannot evaluate them: {", ".join(c.name for c in orphans)}')
     if not todo:
         return None
     return (todo_measured_s if measured else todo_s) / todo
-
 
 if __name__ == '__main__':
     main()
