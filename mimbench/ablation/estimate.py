@@ -100,9 +100,15 @@ def estimate_cell(cell: Cell, scale: Scale, evaluations: list[str], gflops_per_s
     img = cfg.model.encoder.img_size
     with torch.no_grad():
         encoder_gflops = count_flops(lambda: encoder(torch.randn(1, 3, img, img))) / 1e9
-    images = scale.cfg.num_train_images
     epochs = cfg.train_cfg.get('max_epochs', 1)
-    pretrain_gflop = train_gflops * images * epochs if cell.value.pretrain else 0.0
+    pretrain_gflop = train_gflops * scale.cfg.num_train_images * epochs if cell.value.pretrain else 0.0
+    return CellEstimate(cell, train_gflops, encoder_gflops, pretrain_gflop, pretrain_gflop / gflops_per_s,
+                        evaluation_seconds(scale, evaluations, encoder_gflops, gflops_per_s))
+
+
+def evaluation_seconds(scale: Scale, evaluations: list[str], encoder_gflops: float, gflops_per_s: float) -> float:
+    """Idle-machine seconds of ``evaluations`` of an encoder of ``encoder_gflops`` per image at ``gflops_per_s``."""
+    images = scale.cfg.num_train_images
     eval_s, extracted = 0.0, False
     probe_s = dict(scale.cfg.get('probe_seconds', {}))
     for name in evaluations:
@@ -116,7 +122,7 @@ def estimate_cell(cell: Cell, scale: Scale, evaluations: list[str], gflops_per_s
             eval_s += encoder_gflops * images * (1 + scale.cfg.get('test_fraction', 0.2)) / gflops_per_s
             extracted = True
         eval_s += probe_s.get(name, 0.0)
-    return CellEstimate(cell, train_gflops, encoder_gflops, pretrain_gflop, pretrain_gflop / gflops_per_s, eval_s)
+    return eval_s
 
 
 @dataclass

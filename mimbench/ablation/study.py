@@ -202,16 +202,23 @@ def _cells(rows: list[Row]) -> frozenset:
     return frozenset(r['key'] for row in rows for r in row.records)
 
 
+def own_spread(row: Row, metric: str) -> Spread | None:
+    """``row``'s own spread of ``metric`` when it has ``OWN_SPREAD_SEEDS`` seeds or more, else None."""
+    if len(vals := row.values(metric)) < OWN_SPREAD_SEEDS:
+        return None
+    return Spread(statistics.stdev(vals), len(vals) - 1, 'own:' + ','.join(sorted(_cells([row]))), _cells([row]))
+
+
 def row_spread(rows: list[Row], row: Row, metric: str) -> Spread:
     """The spread ``row`` is judged by among its schedule's ``rows``: its own with ``OWN_SPREAD_SEEDS`` seeds or
     more; else the pool of the rows with two seeds, or where none has two, of the rows with more."""
-    if len(vals := row.values(metric)) >= OWN_SPREAD_SEEDS:
-        return Spread(statistics.stdev(vals), len(vals) - 1, 'own:' + ','.join(sorted(_cells([row]))),
-                      _cells([row]))
-    pairs = [r for r in _distinct(rows) if 2 <= len(r.values(metric)) < OWN_SPREAD_SEEDS]
-    larger = [r for r in _distinct(rows) if len(r.values(metric)) >= OWN_SPREAD_SEEDS]
+    if (own := own_spread(row, metric)) is not None:
+        return own
+    distinct = _distinct(rows)
+    pairs = [r for r in distinct if 2 <= len(r.values(metric)) < OWN_SPREAD_SEEDS]
+    larger = [r for r in distinct if len(r.values(metric)) >= OWN_SPREAD_SEEDS]
     if len(larger) == 1 and not pairs:   # that row's own estimate: a difference with it reads one spread, not two
-        return row_spread(rows, larger[0], metric)
+        return own_spread(larger[0], metric)
     pool = pairs or larger
     sd, df = pooled_sd(pool, metric)
     return Spread(sd, df, 'pool of pairs' if pairs else 'pool of larger rows', _cells(pool))
@@ -263,9 +270,9 @@ class StudyData:
         """The two kinds of spread at the schedule: the default cell's own, and the pool of the rows with two
         seeds; each (sd, degrees of freedom)."""
         default = self.default_row(label)
-        vals = default.values(metric) if default else []
-        own = (statistics.stdev(vals), len(vals) - 1) if len(vals) >= OWN_SPREAD_SEEDS else (None, 0)
-        return own, pooled_sd(self.all_rows(label), metric, range(2, OWN_SPREAD_SEEDS))
+        own = own_spread(default, metric) if default else None
+        return ((own.sd, own.df) if own else (None, 0)), pooled_sd(self.all_rows(label), metric,
+                                                                   range(2, OWN_SPREAD_SEEDS))
 
     def effect(self, label: int, finding: dict, metric: str) -> Effect:
         rows = [self.row(label, finding['axis'], finding[k]) for k in ('better', 'worse')]

@@ -245,7 +245,7 @@ def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, lis
     a stored cell whose work dir is gone cannot be evaluated here and counts nothing. ``todo_out`` gets
     key -> seconds of every cell still to run or evaluate, on the basis the return value uses."""
     import torch
-    from mimbench.ablation.estimate import device_gflops, estimate_cell, measured_rate
+    from mimbench.ablation.estimate import device_gflops, estimate_cell, evaluation_seconds, measured_rate
     from mimbench.ablation.execute import cell_work_dir, eval_config, missing_evaluations
     rate, source = device_gflops(scale)
     work_root = Path(work_root or Path('work_dirs') / 'ablation' / scale.name)
@@ -273,7 +273,7 @@ def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, lis
             orphans.append(cell)
         elif missing and pretrained and cell.value.pretrain:
             status = 'to evaluate'
-            cell_s = estimate_cell(cell, scale, missing, rate, record).eval_s
+            cell_s = evaluation_seconds(scale, missing, est.encoder_gflops, rate)
             part = store_rate(missing) if measured else None
             cell_measured_s = part.eval_s if part is not None and part.eval_s is not None else cell_s
         elif missing:
@@ -316,6 +316,7 @@ def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, lis
     if not todo:
         return None
     return (todo_measured_s if measured else todo_s) / todo
+
 
 if __name__ == '__main__':
     main()
