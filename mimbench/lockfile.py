@@ -67,6 +67,17 @@ def hold_lock(path: str | os.PathLike) -> Iterator[Path]:
         lock.unlink(missing_ok=True)
 
 
+def live_holder(path: str | os.PathLike) -> str | None:
+    """The ``host:pid`` holding the lock file ``path`` when it is held by a live process (what
+    :func:`hold_lock` would refuse), else None. Takes nothing over."""
+    lock = Path(path)
+    try:
+        text = lock.read_text().strip()
+    except FileNotFoundError:
+        return None
+    return None if _stale(lock) else (text.split(' ')[0] or 'another process')
+
+
 def _stale(lock: Path) -> bool:
     try:
         text, age = lock.read_text().strip(), time.time() - lock.stat().st_mtime

@@ -5,6 +5,7 @@ import json
 import multiprocessing
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ import torch
 from mimbench.ablation.axes import AXES, AblationError, get_axis
 from mimbench.ablation.cells import Scale, expand, make_cell
 from mimbench.ablation.estimate import estimate_cell
+from mimbench.ablation.execute import expected_iterations
 from mimbench.ablation.report import axis_rows, write_report
 from mimbench.ablation.store import ResultStore
 from mimbench.evaluation.encoder import file_sha256
@@ -320,6 +322,29 @@ def test_a_cell_that_has_pretrained_counts_only_its_missing_evaluations_and_a_st
     before = dict(todo)
     dry_run(tiny, [done, fresh], ['knn'], store, listing=False, todo_out=todo, work_root=work)
     assert todo == before
+
+
+def test_a_dry_run_charges_an_interrupted_cell_the_iterations_after_its_newest_checkpoint_and_names_its_runner(
+        tiny, tmp_path, monkeypatch, capsys):
+    from mimbench.cli.ablate import dry_run
+    from mimbench.lockfile import hold_lock
+    monkeypatch.setattr('mimbench.ablation.estimate.device_gflops', lambda scale: (1.0, 'a fixed rate'))
+    store, work = ResultStore(tmp_path / 'store'), tmp_path / 'work'
+    (cell,) = expand(tiny, ['decoder_depth'], 1, ['1'])
+    full = estimate_cell(cell, tiny, ['knn'], 1.0)
+    assert expected_iterations(cell, tiny) == 8
+    (work / cell.key).mkdir(parents=True)
+    for it in (2, 6):    # checkpoints of a killed run: it resumes at the newest, 6 of 8 iterations done
+        (work / cell.key / f'iter_{it}.pth').write_bytes(b'')
+    todo = {}
+    dry_run(tiny, [cell], ['knn'], store, listing=True, todo_out=todo, work_root=work)
+    assert todo == {cell.key: pytest.approx(full.pretrain_s * 2 / 8 + full.eval_s)}
+    out = capsys.readouterr().out
+    assert 'to run from iteration 6/8' in out and 'running now' not in out
+    with hold_lock(work / cell.key / '.lock'):     # a sweep in another terminal holds the cell
+        dry_run(tiny, [cell], ['knn'], store, listing=True, work_root=work)
+    assert f'to run from iteration 6/8, running now ({socket.gethostname()}:{os.getpid()})' in \
+        capsys.readouterr().out
 
 
 # ------------------------------------------------------------------------------------------------ the store

@@ -225,14 +225,17 @@ def test_a_lock_whose_pid_now_belongs_to_another_process_is_taken_over(tmp_path)
     import os
     import socket
 
-    from mimbench.lockfile import LockHeld, _start_epoch, _start_time, hold_lock
+    from mimbench.lockfile import LockHeld, _start_epoch, _start_time, hold_lock, live_holder
     here = f'{socket.gethostname()}:{os.getpid()}'
     lock = tmp_path / '.lock'
+    assert live_holder(lock) is None
     lock.write_text(f'{here} {_start_time(os.getpid())}')        # held by this very process: busy
+    assert live_holder(lock) == here
     with pytest.raises(LockHeld, match=f'held by {here}$'):
         with hold_lock(lock):
             pass
     lock.write_text(f'{here} 1')                                  # the same pid, started at another time
+    assert live_holder(lock) is None and lock.exists()            # only looks: takes nothing over
     with hold_lock(lock):
         assert lock.read_text() == f'{here} {_start_time(os.getpid())}'
     assert not lock.exists()

@@ -241,12 +241,17 @@ def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, lis
             todo_out: dict[str, float] | None = None, work_root: str | Path | None = None) -> float | None:
     """Build every cell (bad values fail here) and estimate; print the list when ``listing``. Returns the
     mean estimated seconds per cell still to run (from the store's measured rate when it has one). A cell
-    whose work dir under ``work_root`` holds its finished pretraining counts only its missing evaluations;
-    a stored cell whose work dir is gone cannot be evaluated here and counts nothing. ``todo_out`` gets
-    key -> seconds of every cell still to run or evaluate, on the basis the return value uses."""
+    whose work dir under ``work_root`` holds its finished pretraining counts only its missing evaluations, one
+    with checkpoints of an unfinished pretraining only the iterations after the newest (where it resumes);
+    a stored cell whose work dir is gone cannot be evaluated here and counts nothing. A cell another process
+    is running says so. ``todo_out`` gets key -> seconds of every cell still to run or evaluate, on the basis
+    the return value uses."""
+    import dataclasses
     import torch
     from mimbench.ablation.estimate import device_gflops, estimate_cell, evaluation_seconds, measured_rate
-    from mimbench.ablation.execute import cell_work_dir, eval_config, missing_evaluations
+    from mimbench.ablation.execute import cell_work_dir, eval_config, expected_iterations, missing_evaluations
+    from mimbench.engine.checkpoint import newest_iteration
+    from mimbench.lockfile import live_holder
     rate, source = device_gflops(scale)
     work_root = Path(work_root or Path('work_dirs') / 'ablation' / scale.name)
     by_cpu = not scale.cfg.get('device_tflops') and not torch.cuda.is_available()   # the store rate is CPU time
@@ -278,9 +283,18 @@ def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, lis
             cell_measured_s = part.eval_s if part is not None and part.eval_s is not None else cell_s
         elif missing:
             status = 'to run'
+            done_iters = newest_iteration(cell_work_dir(work_root, cell)) if cell.value.pretrain else 0
+            total_iters = expected_iterations(cell, scale)
+            if done_iters and total_iters:
+                left = max(0.0, 1.0 - done_iters / total_iters)
+                est = dataclasses.replace(est, pretrain_gflop=est.pretrain_gflop * left,
+                                          pretrain_s=est.pretrain_s * left)
+                status = f'to run from iteration {done_iters}/{total_iters}'
             cell_s = est.total_s
             cell_measured_s = measured.total_s(est) if measured else 0.0
-        if status in ('to run', 'to evaluate'):
+        if missing and (holder := live_holder(cell_work_dir(work_root, cell) / '.lock')):
+            status += f', running now ({holder})'
+        if status.startswith(('to run', 'to evaluate')):
             todo += 1
             todo_s += cell_s
             todo_measured_s += cell_measured_s
@@ -294,9 +308,10 @@ def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, lis
         times = 'on one GPU' if unit == 'GPU' else 'on this machine'
         extra = f' {"at store rate":>13}' if measured else ''
         print(f'  {"cell":<34} {"key":<16} {"train GFLOPs/img":>16} {"pretrain":>9} {"eval":>8}{extra}  status '
-              f'(times {times}; a cell to evaluate counts its missing evaluations)')
+              f'(times {times}; a cell to evaluate counts its missing evaluations, a resumed one its '
+              f'iterations left)')
         for cell, est, status, cell_s, cell_measured_s in rows:
-            evaluate = status == 'to evaluate'
+            evaluate = status.startswith('to evaluate')
             extra = f' {format_duration(cell_measured_s if status != "done" else measured.total_s(est)):>13}' \
                 if measured else ''
             print(f'  {cell.name:<34} {cell.key:<16} {est.train_gflops:>16.4g} '

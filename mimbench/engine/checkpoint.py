@@ -119,6 +119,13 @@ def _iteration_checkpoints(work_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found, reverse=True)]
 
 
+def newest_iteration(work_dir: str | os.PathLike) -> int:
+    """The iteration of ``work_dir``'s newest ``iter_<N>.pth`` (0 when it has none): where a resumed run
+    continues, unless that file turns out torn. Reads names only, so it is cheap enough for estimates."""
+    newest = _iteration_checkpoints(Path(work_dir))
+    return int(newest[0].stem.split('_')[1]) if newest else 0
+
+
 def _why_unreadable(path: str, err: Exception) -> str:
     if os.path.isfile(path) and os.path.getsize(path) == 0:
         return 'empty file'
