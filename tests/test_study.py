@@ -9,7 +9,8 @@ import pytest
 from mimbench.ablation.axes import AblationError, get_axis
 from mimbench.ablation.cells import Scale, make_cell
 from mimbench.ablation.store import ResultStore
-from mimbench.ablation.study import Effect, Study, StudyData, critical_t, plan, trend, write_study_report
+from mimbench.ablation.study import (Effect, Study, StudyData, critical_t, detectable_effect, plan, trend,
+                                     write_study_report)
 from tests.fixtures.records import current_metrics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -167,6 +168,17 @@ def test_a_spread_resting_on_few_seeds_asks_for_a_larger_effect():
     assert Effect(3.0, 1.0, 1, 4, df=13).margin(0.95) == pytest.approx(2.160, abs=1e-3)
 
 
+def test_the_smallest_detectable_effect_is_the_exact_t_test_power_not_the_normal_approximation():
+    # Cohen's two-sample tables (alpha 0.05 two-sided, power 0.8): an effect of 1 sd needs 17 seeds a row, one of
+    # half an sd 64; the normal approximation would settle for 16 and 63
+    assert detectable_effect(1.0, 17, 0.95) < 1.0 < detectable_effect(1.0, 16, 0.95)
+    assert detectable_effect(1.0, 64, 0.95) < 0.5 < detectable_effect(1.0, 63, 0.95)
+    # with two seeds a row the spread rests on 2 degrees of freedom: 5.65 sd, not the normal's 2.8
+    assert detectable_effect(1.0, 2, 0.95) == pytest.approx(5.653, abs=1e-3)
+    assert detectable_effect(2.0, 8, 0.95) == pytest.approx(2 * detectable_effect(1.0, 8, 0.95))
+    assert detectable_effect(1.0, 1, 0.95) is None
+
+
 def test_a_study_states_its_confidence_as_a_probability(tmp_path):
     with pytest.raises(AblationError, match=r'confidence: 95.0 must be a probability strictly between 0 and 1'):
         _study(tmp_path, STUDY.replace('confidence = 0.95', 'confidence = 95.0'))
@@ -216,6 +228,10 @@ def test_the_report_gives_every_finding_its_effects_verdict_and_the_commands(tmp
     assert '| 5 | 2 | 44.00 ± 1.41 | 54.00 ± 1.41 | - | - |' in md
     assert '| 20 | 0 | - | - | - | - |' in md
     assert '`python tools/ablate.py --scale micro_bf16_20ep --axis decoder_depth --values 1 2 8 --seeds 2`' in md
+    # what rows of 2, 4 and 8 seeds would resolve at the spreads measured (here one: sd 1.41), and their cost
+    # (the default cell's 1 CPU-hour a seed); no cost at a schedule where the default cell has not run
+    assert '| 5 | lin (mean-pool) | -; 1.41 (3) | 8.0 | 3.4 | 2.1 | 2.0, 4.0, 8.0 |' in md
+    assert '| 20 | lin (mean-pool) | -; 1.41 (2) | 8.0 | 3.4 | 2.1 | - |' in md
 
 
 def test_a_study_takes_its_scales_and_rows_from_its_config_and_says_so_in_one_line():

@@ -10,8 +10,8 @@ Each effect is judged against seed spreads of its own scale, never a row's two s
 row with ``OWN_SPREAD_SEEDS`` or more seeds of the metric (the default cell) has its own standard deviation;
 every other row has the one pooled over the rows with two seeds (at a schedule where no row has two, the
 pool of the rows with more: the default cell's). The rows' spreads are not assumed equal: at 5 epochs the
-default cell's four [cls] probes spread 4.39 points while twelve two-seed rows pool to 1.09 (an F test puts
-that at p = 0.0002), so one pool over both misjudged every comparison. The standard error of ``better -
+default cell's four [cls] probes spread 4.39 points while twelve two-seed rows pool to 1.09 (a two-sided F
+test puts that at p = 0.0003), so one pool over both misjudged every comparison. The standard error of ``better -
 worse`` is ``sqrt(s_b^2/n_b + s_w^2/n_w)`` and its degrees of freedom Welch-Satterthwaite's (the pool's own
 when both rows read the same pool). An effect "shows" beyond the two-sided Student t critical value at the
 study's ``confidence`` for those degrees of freedom: with few seeds behind a spread (3 degrees of freedom:
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmengine.config import Config
-from scipy import stats
+from scipy import optimize, stats
 
 from mimbench.ablation.axes import AblationError, get_axis
 from mimbench.ablation.cells import Scale, load_named_config
@@ -239,6 +239,26 @@ def difference_se(better: Spread, n_better: int, worse: Spread, n_worse: int) ->
     return se, ((v_b + v_w) ** 2 / denominator if denominator else min(better.df, worse.df))
 
 
+def detectable_effect(sd: float, seeds: int, confidence: float, power: float = 0.8) -> float | None:
+    """The smallest true difference of two rows of ``seeds`` seeds each, seed standard deviation ``sd``, that a
+    two-sided Student t test at ``confidence`` finds with probability ``power`` (the spread estimated from those
+    rows: 2 (seeds - 1) degrees of freedom; exact, through the noncentral t). None below two seeds."""
+    if seeds < 2:
+        return None
+    df, se = 2 * (seeds - 1), sd * math.sqrt(2 / seeds)
+    t = critical_t(confidence, df)
+
+    def missed(ncp: float) -> float:
+        return stats.nct.sf(t, df, ncp) + stats.nct.cdf(-t, df, ncp) - power
+    high = 4.0
+    while missed(high) < 0:        # scipy's noncentral t turns NaN far out: widen the bracket only as needed
+        high *= 2
+    return float(optimize.brentq(missed, 0.0, high)) * se
+
+
+SENSITIVITY_SEEDS = (2, 4, 8)      # seeds a row, for the table of what a study of this size can resolve
+
+
 class StudyData:
     """The study's rows at every schedule, read once from the stores: ``stores`` by schedule, else each scale's
     store under ``results`` (``<results>/ablation/<scale>``, as tools/ablate.py keeps them)."""
@@ -282,6 +302,13 @@ class StudyData:
         spread_b, spread_w = (row_spread(self.all_rows(label), row, metric) for row in rows)
         se, df = difference_se(spread_b, len(better), spread_w, len(worse))
         return Effect(statistics.fmean(better) - statistics.fmean(worse), se, len(better), len(worse), df)
+
+    def default_cell_hours(self, label: int) -> float | None:
+        """Median CPU-hours of pretraining of the default cell's seeds at the schedule (None before one ran)."""
+        row = self.default_row(label)
+        hours = [r['pretrain']['cpu_seconds'] / 3600 for r in (row.records if row else [])
+                 if (r.get('pretrain') or {}).get('cpu_seconds')]
+        return statistics.median(hours) if hours else None
 
     def cost(self, label: int) -> tuple[int, float]:
         cells, cpu, _ = _cost(self.all_rows(label))
@@ -428,6 +455,28 @@ def default_cell_table(data: StudyData) -> list[str]:
     return lines
 
 
+def sensitivity_table(data: StudyData, metrics: tuple[str, ...], confidence: float) -> list[str]:
+    """Per schedule and metric, the smallest effect a comparison of two rows of n seeds each would find 4 times
+    in 5 (:func:`detectable_effect`), for each spread the schedule has measured, and what such a row costs."""
+    labels = sorted(data.study.schedules)
+    head = ' | '.join(f'{n} seeds a row' for n in SENSITIVITY_SEEDS)
+    lines = [f'| epochs | metric | seed sd: default cell; other rows pooled | {head} | CPU-hours of a row of '
+             f'{", ".join(map(str, SENSITIVITY_SEEDS))} MAE cells |', '|' + '---|' * (len(SENSITIVITY_SEEDS) + 4)]
+    for label in labels:
+        hours = data.default_cell_hours(label)
+        cost = ', '.join(f'{n * hours:.1f}' for n in SENSITIVITY_SEEDS) if hours else '-'
+        for metric in metrics:
+            sds = [sd for sd, _ in data.spreads(label, metric) if sd]
+            known = '; '.join(f'{sd:.2f} ({df})' if sd is not None else '-' for sd, df in data.spreads(label, metric))
+            cells = []
+            for n in SENSITIVITY_SEEDS:
+                found = sorted(detectable_effect(sd, n, confidence) for sd in sds)
+                cells.append('-' if not found else f'{found[0]:.1f}' if len(found) == 1 or
+                             f'{found[0]:.1f}' == f'{found[-1]:.1f}' else f'{found[0]:.1f}-{found[-1]:.1f}')
+            lines.append(f'| {label} | {METRIC_NAMES.get(metric, metric)} | {known} | {" | ".join(cells)} | {cost} |')
+    return lines
+
+
 def write_study_report(study: Study, out_dir: str | Path, data: StudyData | None = None) -> list[Path]:
     """``<out_dir>/<study>_study.md`` and ``.png`` from the stores. Returns the paths written."""
     out_dir = Path(out_dir)
@@ -454,7 +503,8 @@ def write_study_report(study: Study, out_dir: str | Path, data: StudyData | None
     table, judged = summary_table(data, metrics)
     lines += table
     lines += ['', f'{judged} effects are judged above, each at {confidence:.0%}: were there no effect anywhere, about '
-                  f'{judged * (1 - confidence):.1f} of them would still read **shows** or **opposite** by chance. A '
+                  f'{judged * (1 - confidence):.1f} of them would still read **shows** or **opposite** by chance (on '
+                  f'average: effects that share a row are not independent, so the count varies more than that). A '
                   f'verdict that rests on one schedule is weaker evidence than one that holds at several.']
     if notes := list(study.cfg.get('notes', [])):
         lines += ['', 'Read with these caveats (the study config\'s `notes`):', '', *[f'- {note}' for note in notes]]
@@ -477,6 +527,18 @@ def write_study_report(study: Study, out_dir: str | Path, data: StudyData | None
         lines.append(f'| {label} | {scale.name} | {precision} | {"; ".join(kinds[0])} | {"; ".join(kinds[1])} '
                      f'| {cells} | {cpu:.2f} |')
     lines += ['', f'Total: {total_cells} cells, {total_cpu:.2f} CPU-hours of pretraining (process time).', '',
+              '## What a study of this size can resolve', '',
+              f'The smallest true effect, in accuracy points, that a comparison of two rows of n seeds each finds '
+              f'(**shows** at {confidence:.0%}) four times in five, were each row\'s seed spread the one measured '
+              f'here (a range where the default cell and the pooled other rows disagree; the test estimates the '
+              f'spread from the two rows, 2 (n - 1) degrees of freedom). The spreads rest on few seeds themselves '
+              f'(their degrees of freedom in brackets), so read these as rough sizes. Set it beside the papers\' '
+              f'effects and the table above: an effect below it that reads "does not show" is unresolved, not '
+              f'absent. CPU-hours are '
+              f'the default cell\'s median pretraining, this project\'s 2-core machines, per row (CAE and '
+              f'BEiT-style cells cost about 3 times as much).', '']
+    lines += sensitivity_table(data, metrics, confidence)
+    lines += ['',
               '## How it runs', '', f'`python tools/ablate.py --study {study.name}` runs these sweeps in order; '
               'each skips the cells its store holds and resumes an interrupted one from its last checkpoint '
               '(done: cells whose record holds every evaluation the step runs):', '']
