@@ -28,9 +28,9 @@ rows = dict(
 # fine-tuned). About 72 CPU-minutes a cell.
 finetune = dict(axis='method', values=['scratch', 'mae', 'cae', 'beit'], seeds=1)
 # What runs first: the spread at every schedule, then every row's first seed at 20 epochs and the method
-# axis's fine-tuning there, then the rows at 10, then the second seed at 20. (schedule, seeds: 'spread',
-# 'rows', 'finetune' or a number)
-order = [(20, 'spread'), (10, 'spread'), (5, 'spread'), (20, 1), (20, 'finetune'), (10, 1), (20, 2)]
+# axis's fine-tuning there, then the second seed at 20 (a row's own spread: until then its verdict leans on
+# the default cell's), then the rows at 10. (schedule, seeds: 'spread', 'rows', 'finetune' or a number)
+order = [(20, 'spread'), (10, 'spread'), (5, 'spread'), (20, 1), (20, 'finetune'), (20, 2), (10, 1)]
 # The papers' findings, each a difference of two rows: better - worse is positive where the paper's direction
 # shows.
 findings = [
