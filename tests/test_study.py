@@ -184,6 +184,12 @@ def test_a_study_states_its_confidence_as_a_probability(tmp_path):
         _study(tmp_path, STUDY.replace('confidence = 0.95', 'confidence = 95.0'))
 
 
+# Effects standing for each schedule's verdict: '+' shows (5 ± 1), '0' does not (0.5 ± 1), '-' the opposite
+# shows, '?' unmeasured, 'n' measured at one seed without a spread to judge by
+_AS = {'+': Effect(5.0, 1.0, 2, 2, df=10), '0': Effect(0.5, 1.0, 2, 2, df=10), '-': Effect(-5.0, 1.0, 2, 2, df=10),
+       '?': Effect(None, None, 0, 0), 'n': Effect(3.0, None, 1, 1)}
+
+
 @pytest.mark.parametrize('verdicts, expected', [
     (['+', '+', '+'], 'reproduces'),
     (['0', '0', '+'], 'emerges with training'),
@@ -203,7 +209,19 @@ def test_a_study_states_its_confidence_as_a_probability(tmp_path):
     (['+', 'n', '+'], 'so far: reproduces'),     # a schedule without a spread does not hide the others
 ])
 def test_the_verdict_over_schedules(verdicts, expected):
-    assert trend(verdicts, [5, 10, 20]) == expected
+    assert trend([_AS[v] for v in verdicts], [5, 10, 20], 0.95) == expected
+
+
+def test_an_effect_that_shows_at_one_end_only_shrinks_or_emerges_only_if_its_size_moved_beyond_the_noise():
+    # the 20-epoch mask ratio 75% over 40%: +1.51 ± 0.29 shows at 5 epochs, +1.56 ± 0.58 on 3 df does not at 20
+    # (t = 3.18): the same size, measured less precisely, is no shrinking
+    held, noisy = Effect(1.51, 0.29, 4, 2, df=13.1), Effect(1.56, 0.58, 4, 1, df=3)
+    assert (held.verdict(0.95), noisy.verdict(0.95)) == ('+', '0')
+    assert trend([held, _AS['?'], noisy], [5, 10, 20], 0.95) == 'so far: shows at 5 ep; undecided at 20 ep'
+    assert trend([noisy, _AS['?'], held], [5, 10, 20], 0.95) == 'so far: shows at 20 ep; undecided at 5 ep'
+    gone = Effect(-0.2, 0.3, 4, 2, df=13.1)        # the same 5-epoch effect, at zero with a tight interval
+    assert trend([held, _AS['?'], gone], [5, 10, 20], 0.95) == 'so far: shrinks'
+    assert trend([gone, _AS['?'], held], [5, 10, 20], 0.95) == 'so far: emerges with training'
 
 
 def test_the_report_gives_every_finding_its_effects_verdict_and_the_commands(tmp_path):

@@ -315,32 +315,53 @@ class StudyData:
         return cells, cpu
 
 
-def trend(verdicts: list[str], labels: list[int]) -> str:
-    """The verdict over schedules (``labels``, shortest first) from each schedule's '+', '0', '-' or '?'
-    (unmeasured): reproduces (shows at the shortest and the longest judged), emerges with training (only at
-    the longest), shrinks (at the shortest, not the longest), does not reproduce (nowhere; "the opposite shows"
-    where a schedule shows the other way), inconsistent (shows one way at one schedule and the other way at
-    another). One judged schedule is no trend: "shows at N ep". Prefixed "so far:" while a schedule is
-    unmeasured or has no seed spread to judge by ('n', a metric run at one seed); "no seed spread to judge
-    by" when no schedule can be judged."""
-    known = [(v, label) for v, label in zip(verdicts, labels) if v not in ('?', 'n')]
+def change(earlier: Effect, later: Effect, confidence: float) -> str:
+    """Whether an effect moved between two schedules: '+' (``later - earlier`` beyond its ``confidence``
+    interval), '-' (below it), '0' (inside: the two agree as far as the seeds can tell), 'n' (no spread). The
+    schedules' cells and spreads are separate, so the variances add (Welch-Satterthwaite degrees of freedom)."""
+    if earlier.diff is None or later.diff is None or not earlier.se or not later.se:
+        return 'n'
+    va, vb = earlier.se ** 2, later.se ** 2
+    df = (va + vb) ** 2 / (va ** 2 / earlier.df + vb ** 2 / later.df)
+    margin = critical_t(confidence, df) * math.sqrt(va + vb)
+    moved = later.diff - earlier.diff
+    return '+' if moved > margin else '-' if moved < -margin else '0'
+
+
+def trend(effects: list[Effect], labels: list[int], confidence: float) -> str:
+    """The verdict over schedules (``labels``, shortest first) from each schedule's effect, judged '+', '0',
+    '-' or '?' (unmeasured) by :meth:`Effect.verdict`: reproduces (shows at the shortest and the longest
+    judged), emerges with training (shows only at the longest, and is larger there than at the shortest beyond
+    the seeds' noise), shrinks (shows at the shortest, not the longest, and is smaller there beyond the noise),
+    does not reproduce (nowhere; "the opposite shows" where a schedule shows the other way), inconsistent
+    (shows one way at one schedule and the other way at another). Where an effect shows at one end only and
+    the other end's interval still holds its size, no trend is claimed: "shows at 5 ep; undecided at 20 ep".
+    One judged schedule is no trend: "shows at N ep". Prefixed "so far:" while a schedule is unmeasured or has
+    no seed spread to judge by ('n', a metric run at one seed); "no seed spread to judge by" when no schedule
+    can be judged."""
+    verdicts = [e.verdict(confidence) for e in effects]
+    known = [(v, label, e) for v, label, e in zip(verdicts, labels, effects) if v not in ('?', 'n')]
     if not known:
         return 'no seed spread to judge by' if 'n' in verdicts else 'not measured yet'
     prefix = 'so far: ' if len(known) < len(verdicts) else ''
-    signs = [v for v, _ in known]
+    signs = [v for v, _, _ in known]
     if '+' in signs and '-' in signs:
-        return prefix + 'inconsistent (shows at ' + ', '.join(f'{label} ep' for v, label in known if v == '+') \
-            + '; the opposite at ' + ', '.join(f'{label} ep' for v, label in known if v == '-') + ')'
+        return prefix + 'inconsistent (shows at ' + ', '.join(f'{label} ep' for v, label, _ in known if v == '+') \
+            + '; the opposite at ' + ', '.join(f'{label} ep' for v, label, _ in known if v == '-') + ')'
     if len(known) == 1:
-        (v, label), = known
+        (v, label, _), = known
         return prefix + {'+': 'shows', '-': 'the opposite shows', '0': 'does not show'}[v] + f' at {label} ep'
-    first, last = signs[0], signs[-1]
+    (first, first_label, first_effect), (last, last_label, last_effect) = known[0], known[-1]
     if first == '+' and last == '+':
         return prefix + 'reproduces'
-    if last == '+':
-        return prefix + 'emerges with training'
-    if first == '+':
-        return prefix + 'shrinks'
+    if first == '+' or last == '+':
+        moved = change(first_effect, last_effect, confidence)
+        if last == '+' and moved == '+':
+            return prefix + 'emerges with training'
+        if first == '+' and moved == '-':
+            return prefix + 'shrinks'
+        shown, other = (first_label, last_label) if first == '+' else (last_label, first_label)
+        return prefix + f'shows at {shown} ep; undecided at {other} ep'
     if '+' in signs:
         return prefix + 'does not reproduce (shows only in between)'
     return prefix + ('does not reproduce (the opposite shows)' if '-' in signs else 'does not reproduce')
@@ -380,7 +401,7 @@ def summary_table(data: StudyData, metrics: tuple[str, ...]) -> tuple[list[str],
             name = finding['name'] if i == 0 else ''
             paper = paper_effect(finding, study.scale(labels[0])) if i == 0 else ''
             lines.append(f'| {name} | {METRIC_NAMES.get(metric, metric)} | ' + ' | '.join(cells)
-                         + f' | {paper} | {trend(verdicts, labels)} |')
+                         + f' | {paper} | {trend(effects, labels, confidence)} |')
     return lines, judged
 
 
