@@ -46,7 +46,7 @@ def hold_lock(path: str | os.PathLike) -> Iterator[Path]:
             if _stale(lock):
                 lock.unlink(missing_ok=True)
                 continue
-            holder = lock.read_text().split(' ')[0].strip() if lock.exists() else ''
+            holder = _holder(lock.read_text()) if lock.exists() else ''
             raise LockHeld(lock, holder or 'another process') from None
         with os.fdopen(fd, 'w') as f:
             f.write(me + (f' {started}' if started else ''))
@@ -69,20 +69,33 @@ def hold_lock(path: str | os.PathLike) -> Iterator[Path]:
 
 def live_holder(path: str | os.PathLike) -> str | None:
     """The ``host:pid`` holding the lock file ``path`` when it is held by a live process (what
-    :func:`hold_lock` would refuse), else None. Takes nothing over."""
-    lock = Path(path)
+    :func:`hold_lock` would refuse), else None, also when the file cannot be read. Takes nothing over."""
     try:
-        text = lock.read_text().strip()
-    except FileNotFoundError:
+        text, age = _read(Path(path))
+    except OSError:
         return None
-    return None if _stale(lock) else (text.split(' ')[0] or 'another process')
+    return None if _stale_text(text, age) else (_holder(text) or 'another process')
+
+
+def _read(lock: Path) -> tuple[str, float]:
+    """The lock's text and its age in seconds since its holder last touched it."""
+    return lock.read_text().strip(), time.time() - lock.stat().st_mtime
+
+
+def _holder(text: str) -> str:
+    return text.split(' ')[0].strip()
 
 
 def _stale(lock: Path) -> bool:
     try:
-        text, age = lock.read_text().strip(), time.time() - lock.stat().st_mtime
+        text, age = _read(lock)
     except FileNotFoundError:
         return True
+    return _stale_text(text, age)
+
+
+def _stale_text(text: str, age: float) -> bool:
+    """Whether a lock holding ``text``, last touched ``age`` seconds ago, is stale (see the module docstring)."""
     holder, _, started = text.partition(' ')
     host, _, pid = holder.partition(':')
     if host == socket.gethostname() and pid.isdigit():

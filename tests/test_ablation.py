@@ -341,10 +341,24 @@ def test_a_dry_run_charges_an_interrupted_cell_the_iterations_after_its_newest_c
     assert todo == {cell.key: pytest.approx(full.pretrain_s * 2 / 8 + full.eval_s)}
     out = capsys.readouterr().out
     assert 'to run from iteration 6/8' in out and 'running now' not in out
+    me = f'{socket.gethostname()}:{os.getpid()}'
     with hold_lock(work / cell.key / '.lock'):     # a sweep in another terminal holds the cell
         dry_run(tiny, [cell], ['knn'], store, listing=True, work_root=work)
-    assert f'to run from iteration 6/8, running now ({socket.gethostname()}:{os.getpid()})' in \
-        capsys.readouterr().out
+    assert f'to run from iteration 6/8, running now ({me})' in capsys.readouterr().out
+    with hold_lock(work / cell.key / '.train.lock'):     # tools/train.py --resume, run by hand
+        dry_run(tiny, [cell], ['knn'], store, listing=True, work_root=work)
+    assert f'running now ({me})' in capsys.readouterr().out
+    # the pointer names the checkpoint a resume loads, though a newer file lies beside it (saved, not yet named)
+    (work / cell.key / 'last_checkpoint').write_text(str(work / cell.key / 'iter_2.pth'))
+    dry_run(tiny, [cell], ['knn'], store, listing=True, work_root=work)
+    assert 'to run from iteration 2/8' in capsys.readouterr().out
+    # a checkpoint past the run's iterations came from another dataset: not charged as almost done
+    (work / cell.key / 'last_checkpoint').unlink()
+    (work / cell.key / 'iter_9.pth').write_bytes(b'')
+    todo = {}
+    dry_run(tiny, [cell], ['knn'], store, listing=True, todo_out=todo, work_root=work)
+    assert "its checkpoint (iteration 9) is past the run's 8: the sweep will refuse it" in capsys.readouterr().out
+    assert todo == {cell.key: pytest.approx(full.total_s)}
 
 
 # ------------------------------------------------------------------------------------------------ the store

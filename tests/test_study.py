@@ -9,8 +9,8 @@ import pytest
 from mimbench.ablation.axes import AblationError, get_axis
 from mimbench.ablation.cells import Scale, make_cell
 from mimbench.ablation.store import ResultStore
-from mimbench.ablation.study import (Effect, Study, StudyData, critical_t, detectable_effect, plan, trend,
-                                     write_study_report)
+from mimbench.ablation.study import (Effect, Study, StudyData, critical_t, detectable_effect, plan,
+                                     sensitivity_table, trend, write_study_report)
 from tests.fixtures.records import current_metrics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -173,10 +173,22 @@ def test_the_smallest_detectable_effect_is_the_exact_t_test_power_not_the_normal
     # half an sd 64; the normal approximation would settle for 16 and 63
     assert detectable_effect(1.0, 17, 0.95) < 1.0 < detectable_effect(1.0, 16, 0.95)
     assert detectable_effect(1.0, 64, 0.95) < 0.5 < detectable_effect(1.0, 63, 0.95)
-    # with two seeds a row the spread rests on 2 degrees of freedom: 5.65 sd, not the normal's 2.8
+    # two seeds a row, their spread from those rows alone (2 degrees of freedom): 5.65 sd, not the normal's
+    # 2.8; judged by a spread pooled over 12 such rows (12 df), as the study judges two-seed rows: 3.05 sd
     assert detectable_effect(1.0, 2, 0.95) == pytest.approx(5.653, abs=1e-3)
-    assert detectable_effect(2.0, 8, 0.95) == pytest.approx(2 * detectable_effect(1.0, 8, 0.95))
+    assert detectable_effect(1.0, 2, 0.95, df=12) == pytest.approx(3.053, abs=1e-3)
+    # far into the tails (99%: the noncentral t's lower tail would be NaN computed directly)
+    assert detectable_effect(1.0, 2, 0.99) == pytest.approx(12.68, abs=0.01)
     assert detectable_effect(1.0, 1, 0.95) is None
+    with pytest.raises(ValueError, match='power must lie between 0.05'):
+        detectable_effect(1.0, 4, 0.95, power=0.05)
+
+
+def test_the_schedule_study_pools_two_seed_rows_over_its_twelve_other_cells_at_every_schedule():
+    # the default cell is a row of six axes and CAE's base cell of two: 17 rows, 13 distinct cells
+    study = Study.load('schedule')
+    data = StudyData(study, results=REPO / 'docs/results')
+    assert {label: data.other_rows(label) for label in study.schedules} == {5: 12, 10: 12, 20: 12}
 
 
 def test_a_study_states_its_confidence_as_a_probability(tmp_path):
@@ -248,8 +260,13 @@ def test_the_report_gives_every_finding_its_effects_verdict_and_the_commands(tmp
     assert '`python tools/ablate.py --scale micro_bf16_20ep --axis decoder_depth --values 1 2 8 --seeds 2`' in md
     # what rows of 2, 4 and 8 seeds would resolve at the spreads measured (here one: sd 1.41), and their cost
     # (the default cell's 1 CPU-hour a seed); no cost at a schedule where the default cell has not run
+    # (two other rows here, so two-seed rows pool 2 x 1 degrees of freedom, as two rows' own spreads would)
     assert '| 5 | lin (mean-pool) | -; 1.41 (3) | 8.0 | 3.4 | 2.1 | 2.0, 4.0, 8.0 |' in md
     assert '| 20 | lin (mean-pool) | -; 1.41 (2) | 8.0 | 3.4 | 2.1 | - |' in md
+    data = StudyData(study, stores)
+    data.other_rows = lambda label: 12       # with 12 rows to pool over, two seeds a row resolve 3.05 sd
+    assert '| 5 | lin (mean-pool) | -; 1.41 (3) | 4.3 | 3.4 | 2.1 | 2.0, 4.0, 8.0 |' in \
+        sensitivity_table(data, ('lin_mean',), 0.95)
 
 
 def test_a_study_takes_its_scales_and_rows_from_its_config_and_says_so_in_one_line():

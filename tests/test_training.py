@@ -229,6 +229,7 @@ def test_a_lock_whose_pid_now_belongs_to_another_process_is_taken_over(tmp_path)
     here = f'{socket.gethostname()}:{os.getpid()}'
     lock = tmp_path / '.lock'
     assert live_holder(lock) is None
+    assert live_holder(tmp_path) is None            # not a file: nothing to say, and no crash
     lock.write_text(f'{here} {_start_time(os.getpid())}')        # held by this very process: busy
     assert live_holder(lock) == here
     with pytest.raises(LockHeld, match=f'held by {here}$'):

@@ -29,7 +29,7 @@ from mmengine.config import Config
 from scipy import optimize, stats
 
 from mimbench.ablation.axes import AblationError, get_axis
-from mimbench.ablation.cells import Scale, load_named_config
+from mimbench.ablation.cells import Scale, load_named_config, make_cell
 from mimbench.paths import configs_dir
 from mimbench.ablation.report import METRIC_NAMES, Row, _cost, axis_rows
 from mimbench.ablation.store import ResultStore
@@ -235,23 +235,38 @@ def difference_se(better: Spread, n_better: int, worse: Spread, n_worse: int) ->
         return se, better.df
     if better.rows & worse.rows:      # estimates that share seeds are not independent: Welch would overstate df
         return se, min(better.df, worse.df)
-    denominator = v_b ** 2 / better.df + v_w ** 2 / worse.df
-    return se, ((v_b + v_w) ** 2 / denominator if denominator else min(better.df, worse.df))
+    return se, welch_df(v_b, better.df, v_w, worse.df)
 
 
-def detectable_effect(sd: float, seeds: int, confidence: float, power: float = 0.8) -> float | None:
+def welch_df(v1: float, df1: float, v2: float, df2: float) -> float:
+    """Welch-Satterthwaite degrees of freedom of a sum of two independent variance estimates ``v1`` and ``v2``
+    resting on ``df1`` and ``df2``: 0 where either rests on none, the smaller df where the formula has nothing to
+    weigh (both variances 0)."""
+    if not df1 or not df2:
+        return 0.0
+    denominator = v1 ** 2 / df1 + v2 ** 2 / df2
+    return (v1 + v2) ** 2 / denominator if denominator else min(df1, df2)
+
+
+def detectable_effect(sd: float, seeds: int, confidence: float, power: float = 0.8,
+                      df: float | None = None) -> float | None:
     """The smallest true difference of two rows of ``seeds`` seeds each, seed standard deviation ``sd``, that a
-    two-sided Student t test at ``confidence`` finds with probability ``power`` (the spread estimated from those
-    rows: 2 (seeds - 1) degrees of freedom; exact, through the noncentral t). None below two seeds."""
+    two-sided Student t test at ``confidence`` finds with probability ``power``, its spread resting on ``df``
+    degrees of freedom (default 2 (seeds - 1): estimated from the two rows). Exact, through the noncentral t.
+    None below two seeds."""
     if seeds < 2:
         return None
-    df, se = 2 * (seeds - 1), sd * math.sqrt(2 / seeds)
-    t = critical_t(confidence, df)
+    if not 1 - confidence < power < 1:
+        raise ValueError(f'power must lie between {1 - confidence:g} (the false-alarm rate) and 1, got {power}')
+    df = 2 * (seeds - 1) if df is None else df
+    se, t = sd * math.sqrt(2 / seeds), critical_t(confidence, df)
 
     def missed(ncp: float) -> float:
-        return stats.nct.sf(t, df, ncp) + stats.nct.cdf(-t, df, ncp) - power
+        # the lower tail as the upper tail of the mirrored distribution: scipy's nct.cdf far below its
+        # noncentrality turns NaN (ncp ~ 8 at 2 df), its sf does not
+        return stats.nct.sf(t, df, ncp) + stats.nct.sf(t, df, -ncp) - power
     high = 4.0
-    while missed(high) < 0:        # scipy's noncentral t turns NaN far out: widen the bracket only as needed
+    while missed(high) < 0:
         high *= 2
     return float(optimize.brentq(missed, 0.0, high)) * se
 
@@ -303,6 +318,16 @@ class StudyData:
         se, df = difference_se(spread_b, len(better), spread_w, len(worse))
         return Effect(statistics.fmean(better) - statistics.fmean(worse), se, len(better), len(worse), df)
 
+    def other_rows(self, label: int) -> int:
+        """How many distinct cells besides the default cell the study's rows at the schedule are (the default
+        cell and CAE's base cell are rows of several axes): the rows a pooled spread would pool over."""
+        scale = self.study.scale(label)
+        keys = {make_cell(scale, get_axis(axis), value, 0).key
+                for axis, values in self.study.cfg.rows.items()
+                for value in get_axis(axis).values(scale.context(), list(values))}
+        default = self.default_row(label)
+        return len(keys) - (1 if default is not None else 0)
+
     def default_cell_hours(self, label: int) -> float | None:
         """Median CPU-hours of pretraining of the default cell's seeds at the schedule (None before one ran)."""
         row = self.default_row(label)
@@ -319,11 +344,11 @@ def change(earlier: Effect, later: Effect, confidence: float) -> str:
     """Whether an effect moved between two schedules: '+' (``later - earlier`` beyond its ``confidence``
     interval), '-' (below it), '0' (inside: the two agree as far as the seeds can tell), 'n' (no spread). The
     schedules' cells and spreads are separate, so the variances add (Welch-Satterthwaite degrees of freedom)."""
-    if earlier.diff is None or later.diff is None or not earlier.se or not later.se:
+    if earlier.diff is None or later.diff is None or not earlier.se or not later.se \
+            or not earlier.df or not later.df:
         return 'n'
     va, vb = earlier.se ** 2, later.se ** 2
-    df = (va + vb) ** 2 / (va ** 2 / earlier.df + vb ** 2 / later.df)
-    margin = critical_t(confidence, df) * math.sqrt(va + vb)
+    margin = critical_t(confidence, welch_df(va, earlier.df, vb, later.df)) * math.sqrt(va + vb)
     moved = later.diff - earlier.diff
     return '+' if moved > margin else '-' if moved < -margin else '0'
 
@@ -335,7 +360,8 @@ def trend(effects: list[Effect], labels: list[int], confidence: float) -> str:
     the seeds' noise), shrinks (shows at the shortest, not the longest, and is smaller there beyond the noise),
     does not reproduce (nowhere; "the opposite shows" where a schedule shows the other way), inconsistent
     (shows one way at one schedule and the other way at another). Where an effect shows at one end only and
-    the other end's interval still holds its size, no trend is claimed: "shows at 5 ep; undecided at 20 ep".
+    its change between the two ends lies inside that change's own interval (:func:`change`), no trend is
+    claimed: "shows at 5 ep; undecided at 20 ep".
     One judged schedule is no trend: "shows at N ep". Prefixed "so far:" while a schedule is unmeasured or has
     no seed spread to judge by ('n', a metric run at one seed); "no seed spread to judge by" when no schedule
     can be judged."""
@@ -477,8 +503,11 @@ def default_cell_table(data: StudyData) -> list[str]:
 
 
 def sensitivity_table(data: StudyData, metrics: tuple[str, ...], confidence: float) -> list[str]:
-    """Per schedule and metric, the smallest effect a comparison of two rows of n seeds each would find 4 times
-    in 5 (:func:`detectable_effect`), for each spread the schedule has measured, and what such a row costs."""
+    """The report's table of what the study can resolve, as markdown lines: per schedule and metric, the smallest
+    effect a comparison of two rows of n seeds each would find 4 times in 5 (:func:`detectable_effect`) for each
+    spread the schedule has measured, judged as the study judges such rows (below ``OWN_SPREAD_SEEDS`` seeds by
+    the spread pooled over the schedule's other rows, each at n seeds; from there on by their own), and what
+    such a row of MAE cells costs."""
     labels = sorted(data.study.schedules)
     head = ' | '.join(f'{n} seeds a row' for n in SENSITIVITY_SEEDS)
     lines = [f'| epochs | metric | seed sd: default cell; other rows pooled | {head} | CPU-hours of a row of '
@@ -486,12 +515,15 @@ def sensitivity_table(data: StudyData, metrics: tuple[str, ...], confidence: flo
     for label in labels:
         hours = data.default_cell_hours(label)
         cost = ', '.join(f'{n * hours:.1f}' for n in SENSITIVITY_SEEDS) if hours else '-'
+        rows = data.other_rows(label)
         for metric in metrics:
-            sds = [sd for sd, _ in data.spreads(label, metric) if sd]
-            known = '; '.join(f'{sd:.2f} ({df})' if sd is not None else '-' for sd, df in data.spreads(label, metric))
+            spreads = data.spreads(label, metric)
+            sds = [sd for sd, _ in spreads if sd]
+            known = '; '.join(f'{sd:.2f} ({df})' if sd is not None else '-' for sd, df in spreads)
             cells = []
             for n in SENSITIVITY_SEEDS:
-                found = sorted(detectable_effect(sd, n, confidence) for sd in sds)
+                df = rows * (n - 1) if n < OWN_SPREAD_SEEDS else 2 * (n - 1)
+                found = sorted(detectable_effect(sd, n, confidence, df=df) for sd in sds)
                 cells.append('-' if not found else f'{found[0]:.1f}' if len(found) == 1 or
                              f'{found[0]:.1f}' == f'{found[-1]:.1f}' else f'{found[0]:.1f}-{found[-1]:.1f}')
             lines.append(f'| {label} | {METRIC_NAMES.get(metric, metric)} | {known} | {" | ".join(cells)} | {cost} |')
@@ -519,7 +551,10 @@ def write_study_report(study: Study, out_dir: str | Path, data: StudyData | None
              f'two-sided Student critical value for its Welch-Satterthwaite degrees of freedom) lies wholly on '
              f'the paper\'s side of zero; **opposite**: wholly on the other side. Verdicts read the check metric '
              f'({METRIC_NAMES.get(check, check)}) first row of each finding and the [cls] linear probe '
-             f'(the paper\'s protocol) second. n = seeds of the better and the worse row.', '',
+             f'(the paper\'s protocol) second. n = seeds of the better and the worse row. Over schedules: '
+             f'"reproduces" shows at the shortest and longest judged schedule; "emerges with training" and '
+             f'"shrinks" show at one end only and the effect\'s size moved between the ends beyond the interval of '
+             f'that change; where it did not, "shows at 5 ep; undecided at 20 ep".', '',
              f'![effects against pretraining epochs]({stem}.png)', '']
     table, judged = summary_table(data, metrics)
     lines += table
@@ -551,13 +586,13 @@ def write_study_report(study: Study, out_dir: str | Path, data: StudyData | None
               '## What a study of this size can resolve', '',
               f'The smallest true effect, in accuracy points, that a comparison of two rows of n seeds each finds '
               f'(**shows** at {confidence:.0%}) four times in five, were each row\'s seed spread the one measured '
-              f'here (a range where the default cell and the pooled other rows disagree; the test estimates the '
-              f'spread from the two rows, 2 (n - 1) degrees of freedom). The spreads rest on few seeds themselves '
-              f'(their degrees of freedom in brackets), so read these as rough sizes. Set it beside the papers\' '
-              f'effects and the table above: an effect below it that reads "does not show" is unresolved, not '
-              f'absent. CPU-hours are '
-              f'the default cell\'s median pretraining, this project\'s 2-core machines, per row (CAE and '
-              f'BEiT-style cells cost about 3 times as much).', '']
+              f'here (a range where the default cell and the pooled other rows disagree), judged as this report '
+              f'judges: rows of fewer than {OWN_SPREAD_SEEDS} seeds by the spread pooled over the schedule\'s other '
+              f'rows, all at n seeds, larger rows by their own spreads (2 (n - 1) degrees of freedom). The spreads '
+              f'rest on few seeds themselves (their degrees of freedom in brackets), so read these as rough sizes. '
+              f'Set it beside the papers\' effects and the table above: an effect below it that reads "does not '
+              f'show" is unresolved, not absent. CPU-hours are the default cell\'s median pretraining, this '
+              f'project\'s 2-core machines, per row (CAE and BEiT-style cells cost about 3 times as much).', '']
     lines += sensitivity_table(data, metrics, confidence)
     lines += ['',
               '## How it runs', '', f'`python tools/ablate.py --study {study.name}` runs these sweeps in order; '

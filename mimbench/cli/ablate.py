@@ -250,7 +250,7 @@ def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, lis
     import torch
     from mimbench.ablation.estimate import device_gflops, estimate_cell, evaluation_seconds, measured_rate
     from mimbench.ablation.execute import cell_work_dir, eval_config, expected_iterations, missing_evaluations
-    from mimbench.engine.checkpoint import newest_iteration
+    from mimbench.engine.checkpoint import resume_iteration
     from mimbench.lockfile import live_holder
     rate, source = device_gflops(scale)
     work_root = Path(work_root or Path('work_dirs') / 'ablation' / scale.name)
@@ -270,7 +270,8 @@ def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, lis
     for cell in cells:
         record = find_record(store, cell)
         missing = missing_evaluations(record, scale, evaluations)
-        pretrained = (not cell.value.pretrain or (cell_work_dir(work_root, cell) / 'pretrain.json').is_file())
+        work_dir = cell_work_dir(work_root, cell)
+        pretrained = not cell.value.pretrain or (work_dir / 'pretrain.json').is_file()
         est = estimate_cell(cell, scale, evaluations, rate, record)
         status, cell_s, cell_measured_s = 'done', 0.0, 0.0
         if missing and record is not None and not pretrained:
@@ -283,16 +284,21 @@ def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, lis
             cell_measured_s = part.eval_s if part is not None and part.eval_s is not None else cell_s
         elif missing:
             status = 'to run'
-            done_iters = newest_iteration(cell_work_dir(work_root, cell)) if cell.value.pretrain else 0
-            total_iters = expected_iterations(cell, scale)
-            if done_iters and total_iters:
+            done_iters = resume_iteration(work_dir) if cell.value.pretrain else 0
+            total_iters = cell.max_iters or expected_iterations(cell, scale)
+            if done_iters and total_iters and done_iters > total_iters and not cell.max_iters:
+                # a checkpoint of a longer run (another dataset size): the sweep's iteration check refuses it
+                status = (f'to run, but its checkpoint (iteration {done_iters}) is past the run\'s {total_iters}: '
+                          f'the sweep will refuse it')
+            elif done_iters and total_iters:
                 left = max(0.0, 1.0 - done_iters / total_iters)
                 est = dataclasses.replace(est, pretrain_gflop=est.pretrain_gflop * left,
                                           pretrain_s=est.pretrain_s * left)
                 status = f'to run from iteration {done_iters}/{total_iters}'
             cell_s = est.total_s
             cell_measured_s = measured.total_s(est) if measured else 0.0
-        if missing and (holder := live_holder(cell_work_dir(work_root, cell) / '.lock')):
+        # the sweep's cell lock, or the training lock of a run started by hand (tools/train.py --resume)
+        if missing and (holder := live_holder(work_dir / '.lock') or live_holder(work_dir / '.train.lock')):
             status += f', running now ({holder})'
         if status.startswith(('to run', 'to evaluate')):
             todo += 1

@@ -119,9 +119,13 @@ def _iteration_checkpoints(work_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found, reverse=True)]
 
 
-def newest_iteration(work_dir: str | os.PathLike) -> int:
-    """The iteration of ``work_dir``'s newest ``iter_<N>.pth`` (0 when it has none): where a resumed run
-    continues, unless that file turns out torn. Reads names only, so it is cheap enough for estimates."""
+def resume_iteration(work_dir: str | os.PathLike) -> int:
+    """The iteration ``--resume`` would continue from in ``work_dir``, by file names alone (cheap enough for
+    estimates; :func:`resumable_checkpoint` loads them): the ``iter_<N>.pth`` the ``last_checkpoint`` pointer
+    names when it is here, else the newest; 0 when there is none. A torn file found on loading moves it back."""
+    named = Path(pointed_checkpoint(work_dir))
+    if named.is_file() and (m := re.fullmatch(r'iter_(\d+)\.pth', named.name)):
+        return int(m.group(1))
     newest = _iteration_checkpoints(Path(work_dir))
     return int(newest[0].stem.split('_')[1]) if newest else 0
 
