@@ -454,6 +454,44 @@ def test_a_sweep_writes_one_record_per_cell_and_a_rerun_skips_finished_cells(tin
     assert lines[0].startswith('2 cells: 2 already in')
 
 
+def test_merging_another_checkouts_results_adds_new_cells_and_new_evaluations_but_never_mixes_two_runs(tmp_path):
+    """Cells run in a second checkout (a background worker's clone) come home through --merge: a cell evaluated
+    further there (its fine-tuning, say) must come with it, which copying only files we lack would miss."""
+    run = dict(checkpoint='w/iter_3900.pth', iters=3900, cpu_seconds=7000.0)
+    lin = {'accuracy': 50.0, 'eval_hash': 'a'}
+
+    def record(key, pretrain=run, **metrics):
+        return dict(key=key, scale='s', pretrain=pretrain, metrics=metrics)
+    ours, theirs = (ResultStore(tmp_path / side / 'ablation' / 's') for side in ('ours', 'theirs'))
+    (theirs.root / 'files').mkdir(parents=True)
+    (theirs.root / 'files' / 'abc.pth').write_bytes(b'tokenizer')
+    ours.put(record('same', lin=lin))
+    theirs.put(record('same', lin=lin))
+    ours.put(record('ft-there', lin=lin))
+    theirs.put(record('ft-there', lin=lin, ft={'accuracy': 80.0, 'eval_hash': 'f'}))
+    ours.put(record('both-added', lin=lin, knn={'accuracy': 30.0, 'eval_hash': 'k'}))
+    theirs.put(record('both-added', lin=lin, att={'accuracy': 60.0, 'eval_hash': 't'}))
+    ours.put(record('more-here', lin=lin, knn={'accuracy': 30.0, 'eval_hash': 'k'}))
+    theirs.put(record('more-here', lin=lin))
+    ours.put(record('rerun', lin=lin))
+    theirs.put(record('rerun', pretrain=dict(run, cpu_seconds=6500.0), lin=dict(lin, accuracy=47.0)))
+    ours.put(record('other-result', lin=lin))
+    theirs.put(record('other-result', lin=dict(lin, accuracy=51.0)))
+    theirs.put(dict(record('new', lin=lin), weight_files={'work_dirs/tok.pth': 'files/abc.pth'}))
+    before = {k: ours.get(k) for k in ('rerun', 'other-result', 'more-here')}
+
+    out = subprocess.run([sys.executable, 'tools/ablate.py', '--merge', str(tmp_path / 'theirs'), '--results',
+                          str(tmp_path / 'ours')], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert 's: 1 new, 2 extended, 1 same, 1 kept, 2 conflict' in out.stdout
+    assert out.returncode != 0 and out.stderr.strip().startswith('error: left as they are here: ')
+    assert 's/rerun: two pretraining runs' in out.stderr and 's/other-result: column lin holds two' in out.stderr
+    assert set(ours.get('ft-there')['metrics']) == {'lin', 'ft'}
+    assert set(ours.get('both-added')['metrics']) == {'lin', 'knn', 'att'}
+    assert {k: ours.get(k) for k in before} == before            # conflicts and richer records left alone
+    assert ours.get('new')['metrics'] == {'lin': lin}
+    assert (ours.root / 'files' / 'abc.pth').read_bytes() == b'tokenizer'   # the weight file the new cell read
+
+
 def test_the_store_keeps_the_tokenizer_a_cell_read_and_restores_it_where_it_is_missing(tiny, tmp_path):
     """work_dirs/ is not committed: without the kept copy, a fresh clone could never add a seed to a token
     cell with the tokenizer its first seed used."""

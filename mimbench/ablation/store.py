@@ -59,6 +59,50 @@ class ResultStore:
         return {p.stem: read_json(p) for p in sorted(self.root.glob('*.json')) if not p.name.startswith('.')}
 
 
+def merge_record(ours: dict | None, theirs: dict) -> tuple[str, dict | None, str]:
+    """How a record of another store's copy of a cell joins ours: ``(outcome, record to write or None, why)``.
+
+    The outcomes: 'new' (we lack the cell), 'same', 'kept' (ours holds everything theirs does), 'extended'
+    (theirs, or the union of both, adds evaluation columns to the same pretraining run: a cell evaluated further
+    in another checkout, fine-tuned say) and 'conflict' (two pretraining runs of one cell, or one column with
+    two results: nothing is written, since mixing them would put one run's numbers under another's). Two records
+    are the same run when their ``pretrain`` summaries (checkpoint, iterations, CPU time) are equal.
+    """
+    if ours is None:
+        return 'new', theirs, ''
+    if ours == theirs:
+        return 'same', None, ''
+    if ours.get('pretrain') != theirs.get('pretrain'):
+        return 'conflict', None, 'two pretraining runs of this cell (their pretrain summaries differ)'
+    mine, other = ours.get('metrics') or {}, theirs.get('metrics') or {}
+    clash = sorted(c for c in mine.keys() & other.keys() if mine[c] != other[c])
+    if clash:
+        return 'conflict', None, f'column {", ".join(clash)} holds two different results'
+    if other.keys() <= mine.keys():
+        return 'kept', None, ''
+    base = theirs if mine.keys() <= other.keys() else ours
+    return 'extended', dict(base, metrics={**mine, **other}), ''
+
+
+def merge_stores(theirs: ResultStore, ours: ResultStore) -> dict[str, list[str]]:
+    """Bring the records of ``theirs`` (a store another checkout or machine filled) into ``ours`` by
+    :func:`merge_record`, with the weight files their records keep; returns outcome -> keys (a conflict's
+    entry says why). Only new and extended records are written."""
+    done: dict[str, list[str]] = {}
+    mine = ours.records()
+    for key, record in theirs.records().items():
+        if not record:
+            continue
+        outcome, merged, why = merge_record(mine.get(key), record)
+        if merged is not None:
+            for rel in (merged.get('weight_files') or {}).values():
+                if (theirs.root / rel).is_file():
+                    copy_once(theirs.root / rel, ours.root / rel)
+            write_json_atomic(ours.path(key), merged)
+        done.setdefault(outcome, []).append(f'{key}: {why}' if why else key)
+    return done
+
+
 def code_version(repo: str | os.PathLike | None = None) -> str:
     """``git describe`` of the code that made a record, ``-dirty`` when code had uncommitted changes.
 

@@ -9,6 +9,7 @@ write the table (and plot) with the paper's numbers beside ours.
     python tools/ablate.py --report                              # every scale's tables and every study, from the stores
     python tools/ablate.py --study schedule                      # the schedule study: every step in order
     python tools/ablate.py --study schedule --report             # -> docs/results/schedule_study.md
+    python tools/ablate.py --merge ../clone/docs/results         # records a second checkout made, into this one
 
 Rerunning a command continues it: finished cells are read from the store, an interrupted one resumes from its
 last checkpoint.
@@ -48,6 +49,10 @@ def parse_args(argv=None):
     p.add_argument('--dry-run', action='store_true', help='list the cells, build each model, estimate the time')
     p.add_argument('--report', action='store_true', help='only rebuild tables and plots from the store')
     p.add_argument('--results', default='docs/results', help='where tables and plots go')
+    p.add_argument('--merge', metavar='RESULTS',
+                   help="bring the records of another checkout's results dir (its ablation/<scale> stores) into "
+                        "--results: new cells, and evaluations added to a run we hold; two runs of one cell are "
+                        "refused")
     p.add_argument('--store', help='results store directory (default: <results>/ablation/<scale>)')
     p.add_argument('--work-root', help='cell work dirs (default: work_dirs/ablation/<scale>)')
     p.add_argument('--data-root', help="dataset location for pretraining and evaluation")
@@ -97,6 +102,8 @@ def run_speed(scale: Scale, args) -> None:
 def main(argv=None) -> None:
     args = parse_args(argv)
     try:
+        if args.merge:
+            return merge_results(Path(args.merge), Path(args.results))
         if args.study:
             return run_study(args)
         if args.report and not (args.scale or args.axis or args.store):
@@ -206,6 +213,25 @@ def report_everything(args) -> None:
     if not reported:
         raise AblationError(f'no results store under {root} holds records yet: run an axis first '
                             f'(python tools/ablate.py --axis ...)')
+
+
+def merge_results(theirs: Path, ours: Path) -> None:
+    """--merge: every store under ``theirs/ablation`` into the same scale's store under ``ours/ablation``, one
+    line per scale; an error (exit 1) naming each cell that holds two runs or two results of one column."""
+    from mimbench.ablation.store import merge_stores
+    stores = sorted(p for p in (theirs / 'ablation').glob('*') if p.is_dir() and any(p.glob('*.json')))
+    if not stores:
+        raise AblationError(f'{theirs / "ablation"} holds no results store (<scale>/<key>.json): give the other '
+                            f'checkout\'s results dir, e.g. ../other/docs/results')
+    conflicts = []
+    for store in stores:
+        done = merge_stores(ResultStore(store), ResultStore(ours / 'ablation' / store.name))
+        counts = ', '.join(f'{len(done.get(k, []))} {k}' for k in ('new', 'extended', 'same', 'kept', 'conflict'))
+        print(f'{store.name}: {counts}')
+        conflicts += [f'{store.name}/{entry}' for entry in done.get('conflict', [])]
+    if conflicts:
+        raise AblationError('left as they are here: ' + '; '.join(conflicts))
+    print(f'merged into {ours / "ablation"}; tables: python tools/ablate.py --report --results {ours}')
 
 
 def run_study(args) -> None:
