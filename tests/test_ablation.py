@@ -492,6 +492,38 @@ def test_merging_another_checkouts_results_adds_new_cells_and_new_evaluations_bu
     assert (ours.root / 'files' / 'abc.pth').read_bytes() == b'tokenizer'   # the weight file the new cell read
 
 
+def test_a_merge_tells_one_run_from_two_by_what_it_measured_not_where_it_lay_or_which_code_wrote_it(tmp_path):
+    from mimbench.ablation.store import merge_record, merge_stores
+    run = dict(checkpoint='work_dirs/c/iter_3900.pth', iters=3900, cpu_seconds=7000.0)
+    lin = {'accuracy': 50.0, 'eval_hash': 'new', 'code_version': 'aaa'}
+    ours = dict(key='k', pretrain=dict(run, checkpoint='/work/main/work_dirs/c/iter_3900.pth'), metrics={'lin': lin},
+                finished='T2', driver_seconds=150.0, extract_seconds=7.0)
+    # the clone wrote the checkpoint path relative to itself and its lin under other code: one run, one result
+    theirs = dict(ours, pretrain=run, metrics={'lin': dict(lin, code_version='bbb'), 'att': {'accuracy': 60.0}},
+                  finished='T3', driver_seconds=400.0, extract_seconds=9.0)
+    outcome, merged, _ = merge_record(ours, theirs)
+    assert outcome == 'extended' and set(merged['metrics']) == {'lin', 'att'}
+    assert merged['pretrain'] == ours['pretrain'] and merged['finished'] == 'T3'
+    assert (merged['driver_seconds'], merged['extract_seconds']) == (400.0, 9.0)
+    # a column re-evaluated under the present recipe replaces the stale one, from either side
+    stale = dict(ours, metrics={'lin': dict(lin, accuracy=48.0, eval_hash='old')})
+    assert merge_record(stale, ours, {'lin': {'new'}})[0:2] == ('extended', dict(ours))
+    assert merge_record(ours, stale, {'lin': {'new'}})[0] == 'kept'
+    assert merge_record(ours, stale)[0] == 'conflict'         # which recipe is current is not known
+    # a record whose kept weight file neither store holds is not written; one that is not JSON is named
+    mine, other = ResultStore(tmp_path / 'ours'), ResultStore(tmp_path / 'theirs')
+    other.put(dict(key='tok', pretrain=None, metrics={}, weight_files={'work_dirs/t.pth': 'files/gone.pth'}))
+    other.root.joinpath('torn.json').write_text('{"key": "to')
+    done = merge_stores(other, mine)
+    assert done['missing file'] == ['tok: its weight file files/gone.pth is in neither store']
+    assert done['unreadable'][0].startswith('torn: not a JSON record') and not mine.records()
+    out = subprocess.run([sys.executable, 'tools/ablate.py', '--merge', str(tmp_path), '--store', 'x'], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and out.stderr.strip() == ('error: --merge takes only --results (where the records '
+                                                          'go): leave out --axis, --values, --study, --scale, '
+                                                          '--store, --report and --dry-run')
+
+
 def test_the_store_keeps_the_tokenizer_a_cell_read_and_restores_it_where_it_is_missing(tiny, tmp_path):
     """work_dirs/ is not committed: without the kept copy, a fresh clone could never add a seed to a token
     cell with the tokenizer its first seed used."""
@@ -993,6 +1025,33 @@ def test_a_scale_on_the_device_data_path_makes_other_cells_and_trains_them_there
     assert a.config().pretty_text == b.config().pretty_text and a.key != b.key
     assert '--device-data' in train_command(b, device, Path('c.py'), Path('w'), None)
     assert '--device-data' not in train_command(a, bf16, Path('c.py'), Path('w'), None)
+
+
+def test_the_100_epoch_scale_is_the_20_epoch_cell_five_times_longer_on_the_device_data_path(micro):
+    from mimbench.ablation.execute import expected_iterations, train_command
+    long, twenty = Scale.load('micro_bf16_device_100ep'), Scale.load('micro_bf16_20ep')
+    value = get_axis('method').values(micro.context(), ['mae'])[0]
+    a, b = (make_cell(s, get_axis('method'), value, 0) for s in (twenty, long))
+    assert a.config().pretty_text.replace('max_epochs=20', 'max_epochs=100') == b.config().pretty_text
+    assert expected_iterations(b, long) == 5 * expected_iterations(a, twenty) == 19500
+    assert '--device-data' in train_command(b, long, Path('c.py'), Path('w'), None) and a.key != b.key
+
+
+def test_the_device_checks_data_pack_holds_every_file_byte_for_byte(tmp_path):
+    """The 100-epoch cells read the whole dataset on the GPU machine, which gets it only through this pack."""
+    import tarfile
+    from mimbench.cli.device_check import pack_dataset
+    root = tmp_path / 'cifar'
+    files = {'train/cat/1.jpg': b'\xff\xd8one', 'train/dog/2.jpg': b'\xff\xd8two', 'test/cat/3.jpg': b'three'}
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    pack = pack_dataset(root, tmp_path / 'pack' / 'full.tar.xz')
+    with tarfile.open(pack, 'r:xz') as tar:
+        tar.extractall(tmp_path / 'out', filter='data')
+    got = {p.relative_to(tmp_path / 'out' / 'cifar10').as_posix(): p.read_bytes()
+           for p in (tmp_path / 'out').rglob('*') if p.is_file()}
+    assert got == files and not list(pack.parent.glob('*.tmp'))
 
 
 def test_a_cell_trained_on_another_dataset_than_its_scales_is_not_recorded(micro):

@@ -59,46 +59,95 @@ class ResultStore:
         return {p.stem: read_json(p) for p in sorted(self.root.glob('*.json')) if not p.name.startswith('.')}
 
 
-def merge_record(ours: dict | None, theirs: dict) -> tuple[str, dict | None, str]:
+def _same_run(a: dict | None, b: dict | None) -> bool:
+    """Whether two ``pretrain`` summaries describe one run: equal but for where the checkpoint lies (a path
+    relative to one checkout or absolute in another; a work root may move between checkouts)."""
+    def strip(summary):
+        if not summary:
+            return summary
+        return dict(summary, checkpoint=Path(summary['checkpoint']).name if summary.get('checkpoint') else None)
+    return strip(a) == strip(b)
+
+
+def _result(entry: dict) -> tuple:
+    # what a column measured; its code_version and wall time say how, and differ for a result reused elsewhere
+    return entry.get('accuracy'), entry.get('eval_hash')
+
+
+def merge_record(ours: dict | None, theirs: dict, current: dict[str, set[str]] | None = None
+                 ) -> tuple[str, dict | None, str]:
     """How a record of another store's copy of a cell joins ours: ``(outcome, record to write or None, why)``.
 
-    The outcomes: 'new' (we lack the cell), 'same', 'kept' (ours holds everything theirs does), 'extended'
-    (theirs, or the union of both, adds evaluation columns to the same pretraining run: a cell evaluated further
-    in another checkout, fine-tuned say) and 'conflict' (two pretraining runs of one cell, or one column with
-    two results: nothing is written, since mixing them would put one run's numbers under another's). Two records
-    are the same run when their ``pretrain`` summaries (checkpoint, iterations, CPU time) are equal.
+    The outcomes: 'new' (we lack the cell), 'same', 'kept' (ours holds every result theirs does), 'extended'
+    (the same pretraining run with results ours lacks: a cell evaluated further in another checkout,
+    fine-tuned say, or re-evaluated under the present recipe) and 'conflict' (two pretraining runs of one cell,
+    or one column with two results of the same recipe: nothing is written, since mixing them would put one
+    run's numbers under another's). ``current``: per column, the eval hashes of the present recipe
+    (``execute.current_eval_hashes``); where one side's result of a column is current and the other's is not,
+    the current one is taken, as a sweep would re-evaluate the stale one. The merged record's other fields are
+    the later-finished side's, its timers the larger of the two (the work behind the columns each side added
+    is not known apart).
     """
     if ours is None:
         return 'new', theirs, ''
     if ours == theirs:
         return 'same', None, ''
-    if ours.get('pretrain') != theirs.get('pretrain'):
+    if not _same_run(ours.get('pretrain'), theirs.get('pretrain')):
         return 'conflict', None, 'two pretraining runs of this cell (their pretrain summaries differ)'
     mine, other = ours.get('metrics') or {}, theirs.get('metrics') or {}
-    clash = sorted(c for c in mine.keys() & other.keys() if mine[c] != other[c])
+    merged, clash, gained = dict(mine), [], False
+    for column, entry in other.items():
+        held = mine.get(column)
+        if held is None:
+            merged[column], gained = entry, True
+        elif _result(held) != _result(entry):
+            now = (current or {}).get(column, set())
+            if entry.get('eval_hash') in now and held.get('eval_hash') not in now:
+                merged[column], gained = entry, True
+            elif not (held.get('eval_hash') in now and entry.get('eval_hash') not in now):
+                clash.append(column)
     if clash:
-        return 'conflict', None, f'column {", ".join(clash)} holds two different results'
-    if other.keys() <= mine.keys():
+        return 'conflict', None, f'column {", ".join(sorted(clash))} holds two different results'
+    if not gained:
         return 'kept', None, ''
-    base = theirs if mine.keys() <= other.keys() else ours
-    return 'extended', dict(base, metrics={**mine, **other}), ''
+    later = max((ours, theirs), key=lambda r: r.get('finished') or '')
+    record = dict(later, pretrain=ours.get('pretrain'), metrics=merged)
+    for timer in ('driver_seconds', 'extract_seconds'):
+        if timer in ours or timer in theirs:
+            record[timer] = max(ours.get(timer) or 0.0, theirs.get(timer) or 0.0)
+    return 'extended', record, ''
 
 
-def merge_stores(theirs: ResultStore, ours: ResultStore) -> dict[str, list[str]]:
+def merge_stores(theirs: ResultStore, ours: ResultStore, current: dict[str, set[str]] | None = None
+                 ) -> dict[str, list[str]]:
     """Bring the records of ``theirs`` (a store another checkout or machine filled) into ``ours`` by
-    :func:`merge_record`, with the weight files their records keep; returns outcome -> keys (a conflict's
-    entry says why). Only new and extended records are written."""
+    :func:`merge_record`, with the weight files their records keep; returns outcome -> keys (with why, for a
+    conflict). Two more outcomes: 'unreadable' (a record of theirs that is not JSON) and 'missing file' (a new
+    or extended record whose kept weight file their store lacks: not written). Merge while no sweep writes
+    ``ours``: a sweep rewrites its cell's whole record when it finishes."""
     done: dict[str, list[str]] = {}
-    mine = ours.records()
-    for key, record in theirs.records().items():
-        if not record:
+    for path in sorted(theirs.root.glob('*.json')) if theirs.root.is_dir() else []:
+        if path.name.startswith('.'):
             continue
-        outcome, merged, why = merge_record(mine.get(key), record)
+        key = path.stem
+        try:
+            record = read_json(path)
+        except ValueError as err:
+            record = err
+        if not isinstance(record, dict):
+            done.setdefault('unreadable', []).append(f'{key}: not a JSON record ({record})')
+            continue
+        outcome, merged, why = merge_record(ours.get(key), record, current)
         if merged is not None:
-            for rel in (merged.get('weight_files') or {}).values():
-                if (theirs.root / rel).is_file():
-                    copy_once(theirs.root / rel, ours.root / rel)
-            write_json_atomic(ours.path(key), merged)
+            files = [rel for rel in (merged.get('weight_files') or {}).values()]
+            if lost := [rel for rel in files if not (theirs.root / rel).is_file()
+                        and not (ours.root / rel).is_file()]:
+                outcome, why = 'missing file', f'its weight file {", ".join(lost)} is in neither store'
+            else:
+                for rel in files:
+                    if (theirs.root / rel).is_file():
+                        copy_once(theirs.root / rel, ours.root / rel)
+                write_json_atomic(ours.path(key), merged)
         done.setdefault(outcome, []).append(f'{key}: {why}' if why else key)
     return done
 

@@ -103,6 +103,9 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     try:
         if args.merge:
+            if args.axis or args.values or args.study or args.scale or args.store or args.report or args.dry_run:
+                raise AblationError('--merge takes only --results (where the records go): leave out --axis, '
+                                    '--values, --study, --scale, --store, --report and --dry-run')
             return merge_results(Path(args.merge), Path(args.results))
         if args.study:
             return run_study(args)
@@ -217,21 +220,28 @@ def report_everything(args) -> None:
 
 def merge_results(theirs: Path, ours: Path) -> None:
     """--merge: every store under ``theirs/ablation`` into the same scale's store under ``ours/ablation``, one
-    line per scale; an error (exit 1) naming each cell that holds two runs or two results of one column."""
+    line per scale; an error (exit 1) naming each cell left as it was (two runs of one cell, two results of one
+    column, an unreadable record, a missing weight file), after everything else is merged."""
+    from mimbench.ablation.execute import current_eval_hashes
     from mimbench.ablation.store import merge_stores
     stores = sorted(p for p in (theirs / 'ablation').glob('*') if p.is_dir() and any(p.glob('*.json')))
     if not stores:
         raise AblationError(f'{theirs / "ablation"} holds no results store (<scale>/<key>.json): give the other '
                             f'checkout\'s results dir, e.g. ../other/docs/results')
-    conflicts = []
+    refused = []
     for store in stores:
-        done = merge_stores(ResultStore(store), ResultStore(ours / 'ablation' / store.name))
-        counts = ', '.join(f'{len(done.get(k, []))} {k}' for k in ('new', 'extended', 'same', 'kept', 'conflict'))
-        print(f'{store.name}: {counts}')
-        conflicts += [f'{store.name}/{entry}' for entry in done.get('conflict', [])]
-    if conflicts:
-        raise AblationError('left as they are here: ' + '; '.join(conflicts))
+        try:
+            current = current_eval_hashes(Scale.load(store.name))
+        except USER_ERRORS:
+            current = None       # a scale this checkout does not define: results are compared as they are
+        done = merge_stores(ResultStore(store), ResultStore(ours / 'ablation' / store.name), current)
+        kinds = ('new', 'extended', 'same', 'kept', 'conflict', 'unreadable', 'missing file')
+        print(f'{store.name}: ' + ', '.join(f'{len(done[k])} {k}' for k in kinds if k in done)
+              + ('' if current is not None else ' (a scale not defined here: its tables need its config)'))
+        refused += [f'{store.name}/{entry}' for k in kinds[4:] for entry in done.get(k, [])]
     print(f'merged into {ours / "ablation"}; tables: python tools/ablate.py --report --results {ours}')
+    if refused:
+        raise AblationError('left as they are here: ' + '; '.join(refused))
 
 
 def run_study(args) -> None:

@@ -2,7 +2,8 @@
 
 Here, once (a CPU machine with pip and the CIFAR-10 folder):
 
-    python tools/device_check.py --prepare            # -> .devcheck/: a CIFAR-10 subset and the wheels
+    python tools/device_check.py --prepare            # -> .devcheck/: a CIFAR-10 subset, the whole of it packed,
+                                                      #    and the wheels
 
 On the GPU machine (torch and the rest are there; mmengine and its small dependencies are not, timm perhaps at
 another version, and there is no package index, so they travel as wheels in .devcheck/whl), from the
@@ -20,6 +21,17 @@ passed, what failed and why:
      MAE also compiled;
   4. cell: one micro_bf16_device ablation cell end to end (pretraining on the device data path + every
      default evaluation) on the CIFAR-10 subset (its own scale, 'devcheck': 5,000 training images), on the GPU.
+
+The schedule study's 100-epoch cells (scale micro_bf16_device_100ep) need the whole dataset there: the folder's
+JPEGs are 88 MiB as a tar, over what a device call carries beside the checkout (64 MiB), but their headers
+repeat, so ``.devcheck/cifar10_full.tar.xz`` holds every file, byte for byte, in about 18 MiB. On the GPU
+machine (cells that finish write their records under $OUT; `tools/ablate.py --merge <files_at>` brings them
+into docs/results here):
+
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .devcheck/whl/*.whl \
+        && tar xJf .devcheck/cifar10_full.tar.xz -C /tmp && PYTHONPATH=/tmp/site python3 tools/ablate.py \
+        --scale micro_bf16_device_100ep --axis method --values mae --seeds 4 --data-root /tmp/cifar10 \
+        --results $OUT --work-root /tmp/cells
 """
 from __future__ import annotations
 
@@ -41,11 +53,30 @@ PREPARED = REPO / '.devcheck'
 # pos_embed='none', a VisionTransformer that sets in_chans); versions as installed here
 WHEELS = ('mmengine', 'addict', 'yapf', 'termcolor', 'platformdirs', 'timm')
 SUBSET = dict(train=500, test=100)       # images per class
+FULL_PACK = PREPARED / 'cifar10_full.tar.xz'
+
+
+def pack_dataset(data_root: Path, dest: Path) -> Path:
+    """Write ``data_root``'s ``train`` and ``test`` folders, every file byte for byte, into the xz-compressed tar
+    ``dest`` under the top folder ``cifar10/`` (``tar xJf dest -C DIR`` gives ``DIR/cifar10/{train,test}``), in a
+    sorted order so that the same folder packs to the same members. Returns ``dest``."""
+    import tarfile
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + '.tmp')
+    with tarfile.open(tmp, 'w:xz', preset=6) as tar:
+        for split in ('train', 'test'):
+            files = sorted(p for p in (data_root / split).rglob('*') if p.is_file())
+            if not files:
+                raise SystemExit(f'error: no images under {data_root / split}: give --data-root')
+            for path in files:
+                tar.add(path, arcname=f'cifar10/{path.relative_to(data_root).as_posix()}')
+    os.replace(tmp, dest)
+    return dest
 
 
 def prepare(data_root: Path) -> None:
-    """Write ``.devcheck/cifar10/{train,test}/<class>/`` (a subset of the CIFAR-10 folder, ~7 MB) and
-    ``.devcheck/whl/`` (the wheels above, for Python 3.12)."""
+    """Write ``.devcheck/cifar10/{train,test}/<class>/`` (a subset of the CIFAR-10 folder, ~7 MB), the whole
+    folder packed (:func:`pack_dataset`, ~18 MiB) and ``.devcheck/whl/`` (the wheels above, for Python 3.12)."""
     from importlib.metadata import version
     for split, per_class in SUBSET.items():
         classes = sorted(p for p in (data_root / split).iterdir() if p.is_dir())
@@ -62,6 +93,8 @@ def prepare(data_root: Path) -> None:
     subprocess.run([sys.executable, '-m', 'pip', 'download', '-q', '--no-deps', '--only-binary=:all:',
                     '--python-version', '3.12', '--implementation', 'cp', '--platform', 'manylinux2014_x86_64',
                     '-d', str(whl), *pins], check=True)
+    if not FULL_PACK.is_file():       # a minute of xz: packed once
+        pack_dataset(data_root, FULL_PACK)
     size = sum(f.stat().st_size for f in PREPARED.rglob('*') if f.is_file()) / 2 ** 20
     print(f'wrote {PREPARED} ({size:.1f} MiB): carry it (device run carry=[".devcheck"])')
 
