@@ -510,13 +510,21 @@ def test_a_merge_tells_one_run_from_two_by_what_it_measured_not_where_it_lay_or_
     assert merge_record(stale, ours, {'lin': {'new'}})[0:2] == ('extended', dict(ours))
     assert merge_record(ours, stale, {'lin': {'new'}})[0] == 'kept'
     assert merge_record(ours, stale)[0] == 'conflict'         # which recipe is current is not known
+    # both stale under two old recipes: ours stays (a sweep re-evaluates it), and the rest still comes
+    older = dict(stale, metrics={'lin': dict(lin, accuracy=47.0, eval_hash='older'), 'ft': {'accuracy': 80.0}},
+                 weight_files={})
+    outcome, merged, _ = merge_record(stale, older, {'lin': {'new'}})
+    assert outcome == 'extended' and merged['metrics'] == {'lin': stale['metrics']['lin'], 'ft': {'accuracy': 80.0}}
+    assert 'weight_files' in merge_record(older, dict(stale, finished='T9', metrics={'att': {}}))[1]  # none dropped
     # a record whose kept weight file neither store holds is not written; one that is not JSON is named
     mine, other = ResultStore(tmp_path / 'ours'), ResultStore(tmp_path / 'theirs')
     other.put(dict(key='tok', pretrain=None, metrics={}, weight_files={'work_dirs/t.pth': 'files/gone.pth'}))
     other.root.joinpath('torn.json').write_text('{"key": "to')
+    other.root.joinpath('empty.json').write_text('{}')
     done = merge_stores(other, mine)
     assert done['missing file'] == ['tok: its weight file files/gone.pth is in neither store']
-    assert done['unreadable'][0].startswith('torn: not a JSON record') and not mine.records()
+    assert done['unreadable'][0] == 'empty: not a record of this cell' and not mine.records()
+    assert done['unreadable'][1].startswith('torn: not a JSON record')
     out = subprocess.run([sys.executable, 'tools/ablate.py', '--merge', str(tmp_path), '--store', 'x'], cwd=REPO,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode != 0 and out.stderr.strip() == ('error: --merge takes only --results (where the records '

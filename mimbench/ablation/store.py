@@ -102,16 +102,18 @@ def merge_record(ours: dict | None, theirs: dict, current: dict[str, set[str]] |
             merged[column], gained = entry, True
         elif _result(held) != _result(entry):
             now = (current or {}).get(column, set())
-            if entry.get('eval_hash') in now and held.get('eval_hash') not in now:
+            theirs_now, ours_now = entry.get('eval_hash') in now, held.get('eval_hash') in now
+            if theirs_now and not ours_now:
                 merged[column], gained = entry, True
-            elif not (held.get('eval_hash') in now and entry.get('eval_hash') not in now):
-                clash.append(column)
+            elif current is None or (theirs_now and ours_now):
+                clash.append(column)      # two results of one measurement, or nothing to tell them apart by
+            # else ours stays: it is current, or both are stale and the next sweep re-evaluates it either way
     if clash:
         return 'conflict', None, f'column {", ".join(sorted(clash))} holds two different results'
     if not gained:
         return 'kept', None, ''
-    later = max((ours, theirs), key=lambda r: r.get('finished') or '')
-    record = dict(later, pretrain=ours.get('pretrain'), metrics=merged)
+    earlier, later = sorted((ours, theirs), key=lambda r: r.get('finished') or '')
+    record = {**earlier, **later, 'pretrain': ours.get('pretrain'), 'metrics': merged}
     for timer in ('driver_seconds', 'extract_seconds'):
         if timer in ours or timer in theirs:
             record[timer] = max(ours.get(timer) or 0.0, theirs.get(timer) or 0.0)
@@ -131,13 +133,14 @@ def merge_stores(theirs: ResultStore, ours: ResultStore, current: dict[str, set[
             continue
         key = path.stem
         try:
-            record = read_json(path)
+            record, held = read_json(path), ours.get(key)
         except ValueError as err:
-            record = err
-        if not isinstance(record, dict):
-            done.setdefault('unreadable', []).append(f'{key}: not a JSON record ({record})')
+            done.setdefault('unreadable', []).append(f'{key}: not a JSON record ({err})')
             continue
-        outcome, merged, why = merge_record(ours.get(key), record, current)
+        if not isinstance(record, dict) or record.get('key') != key:
+            done.setdefault('unreadable', []).append(f'{key}: not a record of this cell')
+            continue
+        outcome, merged, why = merge_record(held, record, current)
         if merged is not None:
             files = [rel for rel in (merged.get('weight_files') or {}).values()]
             if lost := [rel for rel in files if not (theirs.root / rel).is_file()

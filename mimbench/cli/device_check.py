@@ -24,14 +24,8 @@ passed, what failed and why:
 
 The schedule study's 100-epoch cells (scale micro_bf16_device_100ep) need the whole dataset there: the folder's
 JPEGs are 88 MiB as a tar, over what a device call carries beside the checkout (64 MiB), but their headers
-repeat, so ``.devcheck/cifar10_full.tar.xz`` holds every file, byte for byte, in about 18 MiB. On the GPU
-machine (cells that finish write their records under $OUT; `tools/ablate.py --merge <files_at>` brings them
-into docs/results here):
-
-    python3 -m pip install -q --no-index --no-deps --target /tmp/site .devcheck/whl/*.whl \
-        && tar xJf .devcheck/cifar10_full.tar.xz -C /tmp && PYTHONPATH=/tmp/site python3 tools/ablate.py \
-        --scale micro_bf16_device_100ep --axis method --values mae --seeds 4 --data-root /tmp/cifar10 \
-        --results $OUT --work-root /tmp/cells
+repeat, so ``.devcheck/cifar10_full.tar.xz`` holds every file, byte for byte, in about 18 MiB. The command that
+runs them there and brings their records home is in docs/performance.md ("On a GPU").
 """
 from __future__ import annotations
 
