@@ -11,8 +11,8 @@ row with ``OWN_SPREAD_SEEDS`` or more seeds of the metric (the default cell) has
 every other row has the one pooled over the rows with two seeds (at a schedule where no row has two, the
 pool of the rows with more: the default cell's). The rows' spreads are not assumed equal: at 5 epochs the
 default cell's four [cls] probes spread 4.39 points while twelve two-seed rows pool to 1.09 (a two-sided F
-test puts that at p = 0.0003), so one pool over both misjudged every comparison. The standard error of ``better -
-worse`` is ``sqrt(s_b^2/n_b + s_w^2/n_w)`` and its degrees of freedom Welch-Satterthwaite's (the pool's own
+test puts that at p = 0.0003), so one pool over both misjudged every comparison. The standard error of
+``better - worse`` is ``sqrt(s_b^2/n_b + s_w^2/n_w)`` and its degrees of freedom Welch-Satterthwaite's (the pool's own
 when both rows read the same pool). An effect "shows" beyond the two-sided Student t critical value at the
 study's ``confidence`` for those degrees of freedom: with few seeds behind a spread (3 degrees of freedom:
 t = 3.18 at 95%) the spread itself is uncertain, and a fixed 2 standard errors would call chance differences
@@ -361,10 +361,9 @@ def trend(effects: list[Effect], labels: list[int], confidence: float) -> str:
     does not reproduce (nowhere; "the opposite shows" where a schedule shows the other way), inconsistent
     (shows one way at one schedule and the other way at another). Where an effect shows at one end only and
     its change between the two ends lies inside that change's own interval (:func:`change`), no trend is
-    claimed: "shows at 5 ep; undecided at 20 ep".
-    One judged schedule is no trend: "shows at N ep". Prefixed "so far:" while a schedule is unmeasured or has
-    no seed spread to judge by ('n', a metric run at one seed); "no seed spread to judge by" when no schedule
-    can be judged."""
+    claimed: "shows at 5 ep; undecided at 20 ep". One judged schedule is no trend: "shows at N ep". Prefixed
+    "so far:" while a schedule is unmeasured or has no seed spread to judge by ('n', a metric run at one seed);
+    "no seed spread to judge by" when no schedule can be judged."""
     verdicts = [e.verdict(confidence) for e in effects]
     known = [(v, label, e) for v, label, e in zip(verdicts, labels, effects) if v not in ('?', 'n')]
     if not known:
