@@ -142,7 +142,7 @@ def merge_stores(theirs: ResultStore, ours: ResultStore, current: dict[str, set[
             continue
         outcome, merged, why = merge_record(held, record, current)
         if merged is not None:
-            files = [rel for rel in (merged.get('weight_files') or {}).values()]
+            files = list((merged.get('weight_files') or {}).values())
             if lost := [rel for rel in files if not (theirs.root / rel).is_file()
                         and not (ours.root / rel).is_file()]:
                 outcome, why = 'missing file', f'its weight file {", ".join(lost)} is in neither store'

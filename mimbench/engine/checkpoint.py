@@ -112,10 +112,15 @@ def pointed_checkpoint(work_dir: str | os.PathLike) -> str:
     return relocated(named, work_dir) if named else ''
 
 
+def _iteration(path: Path) -> int | None:
+    """N of a checkpoint file named ``iter_<N>.pth``; None for any other name."""
+    m = re.fullmatch(r'iter_(\d+)\.pth', path.name)
+    return int(m.group(1)) if m else None
+
+
 def _iteration_checkpoints(work_dir: Path) -> list[Path]:
     """``iter_<N>.pth`` files of ``work_dir``, newest (highest N) first."""
-    found = [(int(m.group(1)), p) for p in work_dir.glob('iter_*.pth')
-             if (m := re.fullmatch(r'iter_(\d+)\.pth', p.name))]
+    found = [(n, p) for p in work_dir.glob('iter_*.pth') if (n := _iteration(p)) is not None]
     return [p for _, p in sorted(found, reverse=True)]
 
 
@@ -124,10 +129,10 @@ def resume_iteration(work_dir: str | os.PathLike) -> int:
     estimates; :func:`resumable_checkpoint` loads them): the ``iter_<N>.pth`` the ``last_checkpoint`` pointer
     names when it is here, else the newest; 0 when there is none. A torn file found on loading moves it back."""
     named = Path(pointed_checkpoint(work_dir))
-    if named.is_file() and (m := re.fullmatch(r'iter_(\d+)\.pth', named.name)):
-        return int(m.group(1))
+    if named.is_file() and (n := _iteration(named)) is not None:
+        return n
     newest = _iteration_checkpoints(Path(work_dir))
-    return int(newest[0].stem.split('_')[1]) if newest else 0
+    return _iteration(newest[0]) if newest else 0
 
 
 def _why_unreadable(path: str, err: Exception) -> str:
