@@ -152,3 +152,35 @@ def test_a_step_profile_splits_the_time_by_kind_of_operation():
     assert sum(shares[k] for k in [*PROFILE_KINDS, 'other']) == pytest.approx(1.0)
     assert all(shares[k] > 0 for k in PROFILE_KINDS)
     assert 0 < shares['optimizer step'] < 1
+
+
+def test_the_matmul_rate_stops_growing_the_size_once_a_product_is_slow(monkeypatch):
+    """An emulated precision (bf16 without bf16 units: ~60x below fp32) is measured at a small size, in about a
+    second, not at 2048 in a minute; a fast one reaches the full size."""
+    import mimbench.analysis.benchmark as benchmark
+    sizes = []
+
+    def fake_product(a, b, device, warm=True):
+        sizes.append(a.shape[0])
+        return 2 * a.shape[0] ** 3 / 1e9 if a.shape[0] >= 512 else 0.001    # 1 GFLOP/s from 512 up
+    monkeypatch.setattr(benchmark, '_time_product', fake_product)
+    assert benchmark.matmul_gflops(n=2048, repeats=3) == pytest.approx(1.0)
+    assert max(sizes) == 512
+    sizes.clear()
+    monkeypatch.setattr(benchmark, '_time_product', lambda a, b, device, warm=True: sizes.append(a.shape[0]) or 1e-4)
+    benchmark.matmul_gflops(n=2048, repeats=3)
+    assert max(sizes) == 2048
+
+
+@pytest.mark.parametrize('has_units, warnings', [(False, 1), (True, 0)])
+def test_bf16_training_where_bf16_is_emulated_warns_once_and_still_obeys(monkeypatch, has_units, warnings):
+    import mimbench.engine.optim as optim
+    said = []
+    monkeypatch.setattr(machine, 'cpu_has_bfloat16_units', lambda: has_units)
+    monkeypatch.setattr(optim, 'print_log', lambda message, **kw: said.append(message))
+    model = torch.nn.Linear(4, 4)
+    wrapper = AutocastOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    for _ in range(3):
+        with wrapper.optim_context(model):
+            assert model(torch.randn(2, 4)).dtype == torch.bfloat16
+    assert len(said) == warnings and all('emulates it' in line for line in said)

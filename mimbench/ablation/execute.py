@@ -234,6 +234,21 @@ def eval_config(scale: Scale, name: str, auto_dtype: str | None = None):
     return spec['protocol'], cfg, hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+def bfloat16_parts(scale: Scale, evaluations: list[str]) -> list[str]:
+    """What of the scale's cells runs in bfloat16 on every machine: ``'pretraining'`` where the scale trains in
+    autocast (``amp``), and each of ``evaluations`` whose recipe pins a bfloat16 dtype or autocast (not
+    ``'auto'``, which is float32 where bf16 is not native). On a device without bf16 units these parts are
+    emulated: on a CPU a bf16 matmul then runs ~60x below float32."""
+    def pins_bf16(node) -> bool:
+        if isinstance(node, dict):
+            return any((key == 'amp' and value is True) or pins_bf16(value) for key, value in node.items())
+        if isinstance(node, (list, tuple)):
+            return any(pins_bf16(value) for value in node)
+        return node == 'bfloat16'
+    parts = ['pretraining'] if scale.cfg.get('amp') else []
+    return parts + [name for name in evaluations if pins_bf16(eval_config(scale, name)[1].to_dict())]
+
+
 def current_eval_hashes(scale: Scale) -> dict[str, set[str]]:
     """Per evaluation column of the scale, the eval hashes its present recipe gives: the metrics a table
     shows. Two where the recipe leaves a dtype ``'auto'`` (bfloat16 where the machine has it, float32

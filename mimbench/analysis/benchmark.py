@@ -26,7 +26,7 @@ class StepBenchmark:
     train_gflops_per_img: float     # counted by torch's FlopCounterMode over forward + backward
     forward_gflops_per_img: float
     peak_memory_mb: float           # CUDA: max allocated; CPU: the process's peak resident set size
-    matmul_gflops: float | None = None   # the machine's 2048^3 matmul rate in this precision, for utilization
+    matmul_gflops: float | None = None   # the machine's square-matmul rate (up to 2048) in this precision
     profile: dict | None = None     # share of the step's time by kind of operation (see step_profile)
 
     @property
@@ -84,20 +84,35 @@ def _sync(device: torch.device) -> None:
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 10, device: str | torch.device = 'cpu',
-                  dtype: torch.dtype = torch.float32) -> float:
+                  dtype: torch.dtype = torch.float32, slow_s: float = 0.05) -> float:
     """GFLOP/s of an ``n x n @ n x n`` product in ``dtype`` (best of ``repeats``): the machine's practical peak
-    in that precision."""
+    in that precision.
+
+    The size grows from 256 towards ``n`` and stops early once one product takes ``slow_s`` or more: where the
+    precision is emulated (bf16 on a CPU without bf16 units runs ~60x below fp32) a 2048-size product takes
+    ~15 s, and its rate is the same at 512."""
     device = torch.device(device)
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    a @ b
-    best = float('inf')
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
+    size = min(256, n)
+    while True:
+        a, b = torch.randn(size, size, device=device, dtype=dtype), torch.randn(size, size, device=device, dtype=dtype)
+        took = _time_product(a, b, device)
+        if size >= n or took >= slow_s:
+            break
+        size = min(2 * size, n)
+    best = took
+    for _ in range(repeats - 1):
+        best = min(best, _time_product(a, b, device, warm=False))
+    return 2 * size ** 3 / best / 1e9
+
+
+def _time_product(a: torch.Tensor, b: torch.Tensor, device: torch.device, warm: bool = True) -> float:
+    if warm:         # the first product of a size pays for allocation and kernel selection
         a @ b
-        _sync(device)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n ** 3 / best / 1e9
+    _sync(device)
+    start = time.perf_counter()
+    a @ b
+    _sync(device)
+    return time.perf_counter() - start
 
 
 def count_flops(fn) -> int:

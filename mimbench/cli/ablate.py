@@ -63,6 +63,9 @@ def parse_args(argv=None):
     p.add_argument('--slurm-time', type=int, default=60 * 24 * 3, help='minutes per cell job')
     p.add_argument('--slurm-cpus', type=int, default=10, help='CPU cores per GPU of a cell job (data loading)')
     p.add_argument('--slurm-mem', type=int, default=64, help='GB of memory per GPU of a cell job')
+    p.add_argument('--allow-emulated-bf16', action='store_true',
+                   help='run cells whose recipe is bfloat16 on a device that emulates it (a CPU without '
+                        'AVX512-BF16 or AMX: ~60x slower than float32)')
     p.add_argument('--max-iters', type=int, help='stop each pretraining after N iterations (smoke tests)')
     p.add_argument('--speed-batch', type=int, help="batch size for --axis speed (default 8 at 224 px, else the "
                                                    "config's)")
@@ -157,10 +160,16 @@ def sweep(scale_ref: str, names: list[str], values: list[str] | None, seeds: int
         if fit_missing_bases(cells, args.data_root):
             cells = expand(scale, names, seeds, values, max_iters=args.max_iters)   # keys hash the basis
     work_root = args.work_root or str(Path('work_dirs') / 'ablation' / scale.name)
-    estimate_s = dry_run(scale, cells, evaluations, store, listing=args.dry_run, todo_out=todo_out,
+    step_todo: dict[str, float] = {}
+    estimate_s = dry_run(scale, cells, evaluations, store, listing=args.dry_run, todo_out=step_todo,
                          work_root=work_root)
+    if todo_out is not None:
+        for key, seconds in step_todo.items():
+            todo_out[key] = max(todo_out.get(key, 0.0), seconds)
     if args.dry_run:
         return
+    if step_todo and args.launcher == 'local' and not args.allow_emulated_bf16:
+        refuse_emulated_bfloat16(scale, evaluations, len(step_todo))
     spec = SweepSpec(scale=scale_ref, store=store_dir, work_root=work_root, evaluations=evaluations,
                      data_root=args.data_root)
     # one task per cell job; the cell's torchrun starts one process per GPU inside it
@@ -175,6 +184,29 @@ def sweep(scale_ref: str, names: list[str], values: list[str] | None, seeds: int
     for path in write_report(scale, names, store, args.results):
         print(f'wrote {path}')
     print(f'wrote {write_status(scale, store, args.results)}')
+
+
+def refuse_emulated_bfloat16(scale: Scale, evaluations: list[str], cells: int) -> None:
+    """Stop before running ``cells`` cells here whose recipe computes in bfloat16 when this machine emulates
+    bf16: the cells would run for days, and in float32 they would be other cells. Names the parts, the two
+    matmul rates and what to do instead."""
+    import torch
+    from mimbench.ablation.execute import bfloat16_parts
+    from mimbench.analysis import matmul_gflops
+    from mimbench.machine import describe, has_native_bfloat16
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    parts = bfloat16_parts(scale, evaluations)
+    if not parts or has_native_bfloat16(device):
+        return
+    fp32, bf16 = (matmul_gflops(repeats=3, device=device, dtype=dtype) for dtype in (torch.float32, torch.bfloat16))
+    units = 'a CPU without AVX512-BF16 or AMX' if device == 'cpu' else 'a GPU older than Ampere'
+    count = f'{cells} {"cell" if cells == 1 else "cells"}'
+    raise AblationError(
+        f'scale {scale.name!r} computes in bfloat16 ({", ".join(parts)}), and this machine ({describe(device)}: '
+        f'{units}) emulates it: a bf16 matmul runs at {bf16:.1f} GFLOP/s against {fp32:.0f} in float32 '
+        f'({fp32 / bf16:.0f}x slower), so the {count} to run would take that much longer than on a machine '
+        f'with bf16 units. Run them where bf16 is native (AVX512-BF16 or AMX CPUs, Ampere+ GPUs), or pass '
+        f'--allow-emulated-bf16 to run them here anyway')
 
 
 def report_everything(args) -> None:
