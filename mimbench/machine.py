@@ -49,6 +49,11 @@ def describe(device: torch.device | str = 'cpu') -> str:
 DTYPES = ('float32', 'bfloat16', 'auto')
 
 
+# What emulated bf16 costs, measured (docs/performance.md, "A CPU without bf16 units"): for messages that warn.
+EMULATED_BF16_COST = ('a micro training step ran 20x slower in bf16 autocast than in float32 on a 2-core AVX2 '
+                      'EPYC (bf16 matmuls 50-100x)')
+
+
 @functools.lru_cache(maxsize=None)
 def cpu_has_bfloat16_units() -> bool:
     """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX), read from ``/proc/cpuinfo``

@@ -454,6 +454,50 @@ def test_a_sweep_writes_one_record_per_cell_and_a_rerun_skips_finished_cells(tin
     assert lines[0].startswith('2 cells: 2 already in')
 
 
+def test_a_hand_made_evaluation_of_a_cell_whose_work_dir_is_gone_is_adopted_only_if_it_is_that_cells_column(
+        tmp_path, capsys):
+    """The ft column of the 20-epoch MAE cell was run by hand (tools/eval.py, calibrating the recipe) on a work
+    dir since lost: --adopt stores it, and refuses a record of another cell, seed, checkpoint or recipe."""
+    from mimbench.ablation.execute import eval_config
+    from mimbench.cli.ablate import main
+    scale = Scale.load('micro_bf16_20ep')
+    store = ResultStore(tmp_path / 'ablation' / scale.name)
+    stored = read_json(REPO / 'docs/results/ablation/micro_bf16_20ep/6e57483ec4f8b235.json')    # the real cell,
+    stored['metrics'].pop('ft', None)                                                       # as it was
+    store.put(stored)
+    calibration = read_json(REPO / 'docs/results/finetune_calibration/mae_20ep_seed0_recipe_light_10ep.json')
+
+    def main_error(argv):
+        try:
+            main(argv)
+        except SystemExit as stop:
+            return str(stop.code)
+        return None
+
+    def adopt(name, **changes):
+        write_json_atomic(tmp_path / name, dict(calibration, **changes))
+        return main_error(['--scale', scale.name, '--evaluations', 'ft', '--adopt', str(tmp_path / name),
+                           '--results', str(tmp_path)])
+    assert 'seed 1 where the cell has 0' in adopt('seed.json', seed=1)
+    assert 'where the cell\'s pretraining ended at 6e57483ec4f8b235/iter_3900.pth' in adopt(
+        'early.json', checkpoint='/x/6e57483ec4f8b235/iter_1000.pth')
+    assert 'epochs 3 where the recipe has 10' in adopt('short.json', hparams=dict(calibration['hparams'], epochs=3))
+    assert "no cell of scale 'micro_bf16_20ep'" in adopt('other.json', config='0000000000000000')
+    assert 'read 5,000 train images' in adopt('subset.json', data=dict(train=5000, test=10000))
+    assert 'no data sizes' in adopt('nodata.json', data=None)
+    assert 'fine-tuning columns only' in main_error(['--scale', scale.name, '--evaluations', 'lin', '--adopt',
+                                                     str(tmp_path / 'seed.json'), '--results', str(tmp_path)])
+    assert store.get('6e57483ec4f8b235') == stored        # nothing stored by a refusal
+    assert adopt('ft.json') is None
+    ft = store.get('6e57483ec4f8b235')['metrics']['ft']
+    assert ft['accuracy'] == 69.32 and ft['eval_hash'] == eval_config(scale, 'ft')[2]
+    assert ft['adopted']['record'].endswith('ft.json') and ft['adopted']['checkpoint_sha256'].startswith('2cda7f13')
+    assert {k: v for k, v in store.get('6e57483ec4f8b235')['metrics'].items() if k != 'ft'} == stored['metrics']
+    table = (tmp_path / 'method_micro_bf16_20ep.md').read_text()
+    assert next(line for line in table.splitlines() if line.startswith('| MAE |')).split(' | ')[2] == '69.32'
+    assert 'one result a column' in adopt('again.json')
+
+
 def test_merging_another_checkouts_results_adds_new_cells_and_new_evaluations_but_never_mixes_two_runs(tmp_path):
     """Cells run in a second checkout (a background worker's clone) come home through --merge: a cell evaluated
     further there (its fine-tuning, say) must come with it, which copying only files we lack would miss."""
@@ -768,13 +812,14 @@ def test_a_dry_run_on_a_busy_machine_says_its_times_are_too_long(monkeypatch):
 def test_the_bf16_scales_name_every_part_that_computes_in_bf16_and_the_fp32_test_scale_none(tiny):
     from mimbench.ablation.execute import bfloat16_parts
     assert bfloat16_parts(Scale.load('micro_bf16_20ep'), ['lin', 'att', 'ft']) == ['pretraining', 'lin', 'att', 'ft']
+    assert bfloat16_parts(Scale.load('micro_bf16_20ep'), ['knn'], pretraining=False) == ['knn']   # evaluation only
     assert bfloat16_parts(Scale.load('micro'), ['lin_mean']) == ['lin_mean']     # its probes are pinned to bf16
     assert bfloat16_parts(tiny, ['knn', 'lin']) == []
 
 
 def test_a_sweep_of_bf16_cells_on_a_machine_that_emulates_bf16_stops_before_any_work_unless_allowed(
         tiny, tmp_path, monkeypatch, capsys):
-    """Emulated bf16 ran ~60x below float32 on a 2-core AVX2 EPYC (1.2 against 79 GFLOP/s): a 20-epoch cell
+    """Emulated bf16 ran 20x below float32 on a 2-core AVX2 EPYC (a micro training step): a 20-epoch cell
     would take days. The sweep says so in one error line instead of starting it."""
     import torch
     import mimbench.ablation.execute as execute
@@ -785,9 +830,10 @@ def test_a_sweep_of_bf16_cells_on_a_machine_that_emulates_bf16_stops_before_any_
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     monkeypatch.setattr(analysis, 'matmul_gflops',
                         lambda repeats, device, dtype: 1.2 if dtype == torch.bfloat16 else 79.0)
-    monkeypatch.setattr(execute, 'bfloat16_parts', lambda scale, evaluations: ['pretraining', 'knn'])
+    monkeypatch.setattr(execute, 'bfloat16_parts',
+                        lambda scale, evaluations, pretraining: ['pretraining'] * pretraining + list(evaluations))
     ran = []
-    monkeypatch.setattr(ablate, 'run_sweep', lambda cells, spec, **kw: ran.append(len(cells)))
+    monkeypatch.setattr(ablate, 'run_sweep', lambda cells, spec, launcher, **kw: ran.append((len(cells), launcher)))
     argv = ['--scale', TINY, '--axis', 'decoder_depth', '--values', '1', '2', '--results', str(tmp_path)]
     with pytest.raises(SystemExit) as stop:
         ablate.main(argv)
@@ -796,12 +842,15 @@ def test_a_sweep_of_bf16_cells_on_a_machine_that_emulates_bf16_stops_before_any_
     assert "computes in bfloat16 (pretraining, knn)" in message
     assert '1.2 GFLOP/s against 79 in float32 (66x slower)' in message and 'the 2 cells to run' in message
     assert '--allow-emulated-bf16' in message and ran == []
+    with pytest.raises(SystemExit):            # jobs of this machine are cells run here
+        ablate.main([*argv, '--launcher', 'submitit-local'])
     ablate.main([*argv, '--allow-emulated-bf16'])
-    assert ran == [2]
+    ablate.main([*argv, '--launcher', 'slurm'])      # the cluster's machines are not this one
+    assert ran == [(2, 'local'), (2, 'slurm')]
     ran.clear()       # where bf16 is native the same command just runs
     monkeypatch.setattr(machine, 'cpu_has_bfloat16_units', lambda: True)
     ablate.main(argv)
-    assert ran == [2]
+    assert ran == [(2, 'local')]
 
 
 def test_progress_reports_cells_done_and_an_eta():

@@ -155,7 +155,7 @@ def test_a_step_profile_splits_the_time_by_kind_of_operation():
 
 
 def test_the_matmul_rate_stops_growing_the_size_once_a_product_is_slow(monkeypatch):
-    """An emulated precision (bf16 without bf16 units: ~60x below fp32) is measured at a small size, in about a
+    """An emulated precision (bf16 without bf16 units: 50-100x below fp32) is measured at a small size, in about a
     second, not at 2048 in a minute; a fast one reaches the full size."""
     import mimbench.analysis.benchmark as benchmark
     sizes = []

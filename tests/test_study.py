@@ -61,6 +61,31 @@ def test_the_plan_runs_the_spread_first_then_each_rows_seeds_in_the_configured_o
     assert steps[1].command == 'python tools/ablate.py --axis method --values mae --seeds 4'
 
 
+def test_cells_a_study_will_fine_tune_are_fine_tuned_by_the_step_that_first_pretrains_them(tmp_path):
+    """A work dir does not outlive its machine: a cell pretrained in one session and fine-tuned in a later one
+    on a new machine could never be fine-tuned. So the first step that pretrains a cell of the fine-tuning
+    step fine-tunes it: the spread step is preceded by its fine-tuned seed, a row step fine-tunes the values
+    of the fine-tuning step (others run apart), later steps and other schedules fine-tune nothing."""
+    def steps(finetune, order):
+        text = STUDY.replace("rows = dict(decoder_depth=['1', '2', '8'])",
+                             "rows = dict(decoder_depth=['1', '2', '8'], method=['scratch', 'mae'])")
+        text = text.replace("order = [(20, 'spread'), (5, 'spread'), (20, 1), (20, 'rows')]",
+                            f'finetune = {finetune}\norder = {order}')
+        return [(s.label, s.axis, s.values, s.seeds, s.finetune) for s in plan(_study(tmp_path, text))]
+    both = "dict(axis='method', values=['scratch', 'mae'], seeds=1)"
+    assert steps(both, "[(20, 'spread'), (5, 'spread'), (20, 1), (20, 'finetune'), (20, 'rows')]") == [
+        (20, 'method', ['mae'], 1, True), (20, 'method', ['mae'], 4, False), (5, 'method', ['mae'], 4, False),
+        (20, 'decoder_depth', ['1', '2', '8'], 1, False), (20, 'method', ['scratch', 'mae'], 1, True),
+        (20, 'method', ['scratch', 'mae'], 1, True),
+        (20, 'decoder_depth', ['1', '2', '8'], 2, False), (20, 'method', ['scratch', 'mae'], 2, False)]
+    scratch = "dict(axis='method', values=['scratch'], seeds=1)"
+    assert steps(scratch, "[(20, 1), (20, 'finetune')]") == [
+        (20, 'decoder_depth', ['1', '2', '8'], 1, False), (20, 'method', ['scratch'], 1, True),
+        (20, 'method', ['mae'], 1, False), (20, 'method', ['scratch'], 1, True)]
+    # a schedule without a fine-tuning step fine-tunes nothing
+    assert not any(step[-1] for step in steps(both, "[(20, 'spread'), (5, 1)]"))
+
+
 def test_a_study_fine_tunes_one_axis_in_its_own_step_and_reports_ft_without_a_verdict_at_one_seed(tmp_path):
     study = _study(tmp_path, STUDY.replace("order = [", "finetune = dict(axis='decoder_depth', values=['1', '8'], "
                                            "seeds=1)\norder = [(20, 'finetune'), "))

@@ -30,6 +30,10 @@ finetune = dict(axis='method', values=['scratch', 'mae', 'cae', 'beit'], seeds=1
 # What runs first: the spread at every schedule, then every row's first seed at 20 epochs and the method
 # axis's fine-tuning there, then the second seed at 20 (a row's own spread: until then its verdict leans on
 # the default cell's), then the rows at 10. (schedule, seeds: 'spread', 'rows', 'finetune' or a number)
+# The step that first pretrains a cell of the 'finetune' step fine-tunes it in the same job (a work dir does
+# not outlive its machine, and a cell whose work dir is gone cannot be fine-tuned): the spread step at 20 epochs
+# is preceded by the default cell's fine-tuned seed, the first method row step runs with --finetune; the
+# 'finetune' step itself then only catches what those did not finish.
 order = [(20, 'spread'), (10, 'spread'), (5, 'spread'), (20, 1), (20, 'finetune'), (20, 2), (10, 1)]
 # The papers' findings, each a difference of two rows: better - worse is positive where the paper's direction
 # shows.

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from mimbench.ablation.axes import AblationError
 from mimbench.ablation.cells import Cell, Scale, ensure_artifacts, find_record, repo_path, weight_files
 from mimbench.ablation.store import ResultStore, code_version
 from mimbench.fileio import read_json, write_json_atomic
@@ -234,19 +235,19 @@ def eval_config(scale: Scale, name: str, auto_dtype: str | None = None):
     return spec['protocol'], cfg, hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def bfloat16_parts(scale: Scale, evaluations: list[str]) -> list[str]:
-    """What of the scale's cells runs in bfloat16 on every machine: ``'pretraining'`` where the scale trains in
-    autocast (``amp``), and each of ``evaluations`` whose recipe pins a bfloat16 dtype or autocast (not
-    ``'auto'``, which is float32 where bf16 is not native). On a device without bf16 units these parts are
-    emulated: on a CPU a bf16 matmul then runs ~60x below float32."""
-    def pins_bf16(node) -> bool:
-        if isinstance(node, dict):
-            return any((key == 'amp' and value is True) or pins_bf16(value) for key, value in node.items())
-        if isinstance(node, (list, tuple)):
-            return any(pins_bf16(value) for value in node)
-        return node == 'bfloat16'
-    parts = ['pretraining'] if scale.cfg.get('amp') else []
-    return parts + [name for name in evaluations if pins_bf16(eval_config(scale, name)[1].to_dict())]
+def bfloat16_parts(scale: Scale, evaluations: list[str], pretraining: bool = True) -> list[str]:
+    """What of a cell's work computes in bfloat16 on every machine: ``'pretraining'`` (when ``pretraining``)
+    where the scale trains in autocast (``amp``), and each of ``evaluations`` whose recipe pins it: fine-tuning
+    in autocast, a probe's features (``extract.dtype``) or tokens (``token_dtype``) in bfloat16. ``'auto'`` is
+    not a pin (float32 where bf16 is not native). On a device without bf16 units these parts are emulated: on
+    a CPU a bf16 matmul then runs 50-100x below float32, a training step ~20x (docs/performance.md)."""
+    parts = ['pretraining'] if pretraining and scale.cfg.get('amp') else []
+    for name in evaluations:
+        protocol, cfg, _ = eval_config(scale, name, auto_dtype='float32')
+        pinned = cfg.get('amp') is True if protocol == 'finetune' else \
+            'bfloat16' in (cfg.get('extract', {}).get('dtype'), cfg.get('token_dtype'))
+        parts += [name] if pinned else []
+    return parts
 
 
 def current_eval_hashes(scale: Scale) -> dict[str, set[str]]:
@@ -289,6 +290,73 @@ def evaluate_cell(cell: Cell, scale: Scale, work_dir: Path, name: str, checkpoin
         out.unlink(missing_ok=True)        # never to be reused, whatever --data-root the next run gives
         raise CellFailed(f"{name} evaluation of {cell.name} {why}: the data it read is not the scale's dataset")
     record['eval_hash'] = digest
+    return record
+
+
+# Eval-config keys that say how a run is carried out, not what it computes; and recipe keys a record's hparams
+# name differently.
+_RUNTIME_KEYS = {'data_root', 'data', 'extract', 'protocol', 'num_workers', 'threads', 'log_interval'}
+_HPARAM_NAMES = {'drop_path': 'drop_path_rate'}
+
+
+def adopt_evaluation(scale: Scale, store: ResultStore, name: str, path: str | Path) -> dict:
+    """Store a fine-tuning record made by hand (``tools/eval.py`` on a cell's checkpoint) as column ``name`` of
+    that cell, for a cell whose work dir is gone (the sweep cannot evaluate it again). Only a fine-tuning
+    column (its record's hparams hold its whole recipe), and only when the record is that cell's: the cell's
+    key and seed in this scale's store, a checkpoint of that name in the cell's work dir at the iteration its
+    pretraining ended (by name: the store keeps no hash of the weights), every setting of the column's present
+    recipe in its hparams, and the scale's split sizes. A record made before a change that raised the
+    protocol's version without changing a setting cannot be told apart: its ``created`` date is kept. The
+    metric keeps where it came from (``adopted``). Returns the updated store record; raises AblationError
+    naming every mismatch."""
+    evaluation = read_json(path)
+    if not isinstance(evaluation, dict) or 'accuracy' not in evaluation:
+        raise AblationError(f'{path} is not an evaluation record (tools/eval.py --out writes one)')
+    protocol, cfg, digest = eval_config(scale, name)
+    if protocol != 'finetune':
+        raise AblationError(f'--adopt takes fine-tuning columns only (their records hold the whole recipe); '
+                            f'column {name!r} is {protocol!r}')
+    key = evaluation.get('config')
+    record = store.get(key) if key else None
+    if record is None or record.get('scale') != scale.name:
+        raise AblationError(f'{path} evaluates config {key!r}, which is no cell of scale {scale.name!r} in the '
+                            f'store {store.root}')
+    checkpoint = Path(evaluation.get('checkpoint') or '')
+    iters = (record.get('pretrain') or {}).get('iters')
+    wrong = []
+    if evaluation.get('seed') != record['seed']:
+        wrong.append(f'seed {evaluation.get("seed")} where the cell has {record["seed"]}')
+    if evaluation.get('protocol') != protocol:
+        wrong.append(f'protocol {evaluation.get("protocol")!r} where column {name!r} is {protocol!r}')
+    if checkpoint.parent.name != key or checkpoint.name != f'iter_{iters}.pth':
+        wrong.append(f'checkpoint {checkpoint} where the cell\'s pretraining ended at {key}/iter_{iters}.pth')
+    hparams = evaluation.get('hparams') or {}
+    for setting, value in cfg.to_dict().items():
+        if setting in _RUNTIME_KEYS:
+            continue
+        field = _HPARAM_NAMES.get(setting, setting)
+        if field not in hparams:
+            wrong.append(f'no {field} in its hparams')
+        elif json.dumps(hparams[field], default=str, sort_keys=True) != json.dumps(value, default=str, sort_keys=True):
+            wrong.append(f'{field} {hparams[field]!r} where the recipe has {value!r}')
+    if not evaluation.get('data'):
+        wrong.append('no data sizes')
+    elif why := wrong_data(scale, evaluation):
+        wrong.append(why)
+    if wrong:
+        raise AblationError(f'{path} is not column {name!r} of cell {record["label"]} seed {record["seed"]} under '
+                            f'the present recipe: {"; ".join(wrong)}')
+    held = record['metrics'].get(name)
+    if held and held.get('eval_hash') in current_eval_hashes(scale)[name]:
+        raise AblationError(f'cell {record["label"]} seed {record["seed"]} already has column {name!r} under the '
+                            f'present recipe ({held["accuracy"]}%): one result a column')
+    metrics = dict(record['metrics'])
+    metrics[name] = dict(accuracy=evaluation['accuracy'], wall_time_s=evaluation.get('wall_time_s'),
+                         eval_hash=digest, code_version=None,
+                         adopted=dict(record=str(path), checkpoint_sha256=evaluation.get('checkpoint_sha256'),
+                                      created=evaluation.get('created'), host=evaluation.get('host')))
+    record = dict(record, metrics=metrics)
+    store.put(record)
     return record
 
 

@@ -90,19 +90,40 @@ class Study:
 
 
 def plan(study: Study) -> list[Step]:
-    """The sweeps of the study in its ``order``; each runs only what its store lacks."""
-    steps = []
+    """The sweeps of the study in its ``order``; each runs only what its store lacks.
+
+    The cells of a fine-tuning step are fine-tuned by the step that first pretrains them, in the same job: a
+    work dir does not outlive its machine, and a cell whose work dir is gone cannot be fine-tuned later. A
+    step of more seeds than the fine-tuning's is preceded by the fine-tuning's seeds of those values."""
+    ft = study.cfg.get('finetune')
+    tuned_at = {int(label) for label, seeds in study.cfg.order if seeds == 'finetune'} if ft else set()
+    planned: set[tuple[int, str]] = set()      # (schedule, value) whose fine-tuning a step already runs
+    steps: list[Step] = []
+
+    def add(label: int, axis: str, values: list[str], seeds: int, finetune: bool = False) -> None:
+        scale = study.schedules[label]
+        tuned = [v for v in values if label in tuned_at and axis == ft['axis'] and v in ft['values']]
+        if finetune or any((label, v) not in planned for v in tuned):
+            first = values if finetune else tuned
+            planned.update((label, v) for v in first)
+            if finetune or seeds <= int(ft['seeds']):
+                steps.append(Step(label, scale, axis, first, seeds, finetune=True))
+                values = [v for v in values if v not in first]
+            else:
+                steps.append(Step(label, scale, axis, first, int(ft['seeds']), finetune=True))
+        if values:
+            steps.append(Step(label, scale, axis, values, seeds))
+
     for label, seeds in study.cfg.order:
-        scale = study.schedules[int(label)]
+        label = int(label)
         if seeds == 'spread':
-            steps.append(Step(int(label), scale, SPREAD_AXIS, [SPREAD_VALUE], int(study.cfg.spread_seeds)))
-            continue
-        if seeds == 'finetune':
-            ft = study.cfg.finetune
-            steps.append(Step(int(label), scale, ft['axis'], list(ft['values']), int(ft['seeds']), finetune=True))
-            continue
-        n = int(study.cfg.row_seeds[int(label)]) if seeds == 'rows' else int(seeds)
-        steps += [Step(int(label), scale, axis, list(values), n) for axis, values in study.cfg.rows.items()]
+            add(label, SPREAD_AXIS, [SPREAD_VALUE], int(study.cfg.spread_seeds))
+        elif seeds == 'finetune':
+            add(label, ft['axis'], list(ft['values']), int(ft['seeds']), finetune=True)
+        else:
+            n = int(study.cfg.row_seeds[label]) if seeds == 'rows' else int(seeds)
+            for axis, values in study.cfg.rows.items():
+                add(label, axis, list(values), n)
     return steps
 
 

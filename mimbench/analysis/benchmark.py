@@ -89,7 +89,7 @@ def matmul_gflops(n: int = 2048, repeats: int = 10, device: str | torch.device =
     in that precision.
 
     The size grows from 256 towards ``n`` and stops early once one product takes ``slow_s`` or more: where the
-    precision is emulated (bf16 on a CPU without bf16 units runs ~60x below fp32) a 2048-size product takes
+    precision is emulated (bf16 on a CPU without bf16 units runs 50-100x below fp32) a 2048-size product takes
     ~15 s, and its rate is the same at 512."""
     device = torch.device(device)
     size = min(256, n)

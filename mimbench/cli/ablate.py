@@ -10,6 +10,7 @@ write the table (and plot) with the paper's numbers beside ours.
     python tools/ablate.py --study schedule                      # the schedule study: every step in order
     python tools/ablate.py --study schedule --report             # -> docs/results/schedule_study.md
     python tools/ablate.py --merge ../clone/docs/results         # records a second checkout made, into this one
+    python tools/ablate.py --scale micro_bf16_20ep --evaluations ft --adopt ft.json   # a hand-made evaluation
 
 Rerunning a command continues it: finished cells are read from the store, an interrupted one resumes from its
 last checkpoint.
@@ -53,6 +54,10 @@ def parse_args(argv=None):
                    help="bring the records of another checkout's results dir (its ablation/<scale> stores) into "
                         "--results: new cells, and evaluations added to a run we hold; two runs of one cell are "
                         "refused")
+    p.add_argument('--adopt', nargs='+', metavar='RECORD',
+                   help="store evaluation records made by hand (tools/eval.py on a cell's checkpoint) as the column "
+                        "--evaluations names, for cells whose work dir is gone; each must match the cell and the "
+                        "column's present recipe")
     p.add_argument('--store', help='results store directory (default: <results>/ablation/<scale>)')
     p.add_argument('--work-root', help='cell work dirs (default: work_dirs/ablation/<scale>)')
     p.add_argument('--data-root', help="dataset location for pretraining and evaluation")
@@ -65,7 +70,7 @@ def parse_args(argv=None):
     p.add_argument('--slurm-mem', type=int, default=64, help='GB of memory per GPU of a cell job')
     p.add_argument('--allow-emulated-bf16', action='store_true',
                    help='run cells whose recipe is bfloat16 on a device that emulates it (a CPU without '
-                        'AVX512-BF16 or AMX: ~60x slower than float32)')
+                        'AVX512-BF16 or AMX), many times slower than float32')
     p.add_argument('--max-iters', type=int, help='stop each pretraining after N iterations (smoke tests)')
     p.add_argument('--speed-batch', type=int, help="batch size for --axis speed (default 8 at 224 px, else the "
                                                    "config's)")
@@ -106,10 +111,13 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     try:
         if args.merge:
-            if args.axis or args.values or args.study or args.scale or args.store or args.report or args.dry_run:
+            if (args.axis or args.values or args.study or args.scale or args.store or args.report or args.dry_run
+                    or args.adopt):
                 raise AblationError('--merge takes only --results (where the records go): leave out --axis, '
                                     '--values, --study, --scale, --store, --report and --dry-run')
             return merge_results(Path(args.merge), Path(args.results))
+        if args.adopt:
+            return adopt(args)
         if args.study:
             return run_study(args)
         if args.report and not (args.scale or args.axis or args.store):
@@ -129,9 +137,7 @@ def main(argv=None) -> None:
                 raise AblationError(f'the store {store_dir} has no records of scale {scale.name!r} yet: run an '
                                     f'axis first (python tools/ablate.py --axis ...)')
             report_names = [n for n in names if n != 'speed'] or sorted(stored, key=list(AXES).index)
-            for path in write_report(scale, report_names, store, args.results):
-                print(f'wrote {path}')
-            print(f'wrote {write_status(scale, store, args.results)}')
+            write_tables(scale, report_names, store, args.results)
             return
         if 'speed' in names:
             run_speed(scale, args)
@@ -161,15 +167,16 @@ def sweep(scale_ref: str, names: list[str], values: list[str] | None, seeds: int
             cells = expand(scale, names, seeds, values, max_iters=args.max_iters)   # keys hash the basis
     work_root = args.work_root or str(Path('work_dirs') / 'ablation' / scale.name)
     step_todo: dict[str, float] = {}
+    work: set[str] = set()
     estimate_s = dry_run(scale, cells, evaluations, store, listing=args.dry_run, todo_out=step_todo,
-                         work_root=work_root)
+                         work_root=work_root, work_out=work)
     if todo_out is not None:
         for key, seconds in step_todo.items():
             todo_out[key] = max(todo_out.get(key, 0.0), seconds)
     if args.dry_run:
         return
-    if step_todo and args.launcher == 'local' and not args.allow_emulated_bf16:
-        refuse_emulated_bfloat16(scale, evaluations, len(step_todo))
+    if step_todo and args.launcher != 'slurm' and not args.allow_emulated_bf16:   # cells that run here
+        refuse_emulated_bfloat16(scale, work, len(step_todo))
     spec = SweepSpec(scale=scale_ref, store=store_dir, work_root=work_root, evaluations=evaluations,
                      data_root=args.data_root)
     # one task per cell job; the cell's torchrun starts one process per GPU inside it
@@ -181,32 +188,67 @@ def sweep(scale_ref: str, names: list[str], values: list[str] | None, seeds: int
     run_sweep(cells, spec, workers=args.workers, launcher=args.launcher, estimate_s=estimate_s, slurm=slurm)
     print(f'sweep took {format_duration(time.perf_counter() - start)}')
     # the tables always show every row of the axis (--values only chose what to run)
-    for path in write_report(scale, names, store, args.results):
+    write_tables(scale, names, store, args.results)
+
+
+def write_tables(scale: Scale, names: list[str], store: ResultStore, results: str) -> None:
+    """Rewrite the tables of ``names`` and the scale's status page from the store, saying what was written."""
+    for path in write_report(scale, names, store, results):
         print(f'wrote {path}')
-    print(f'wrote {write_status(scale, store, args.results)}')
+    print(f'wrote {write_status(scale, store, results)}')
 
 
-def refuse_emulated_bfloat16(scale: Scale, evaluations: list[str], cells: int) -> None:
-    """Stop before running ``cells`` cells here whose recipe computes in bfloat16 when this machine emulates
-    bf16: the cells would run for days, and in float32 they would be other cells. Names the parts, the two
-    matmul rates and what to do instead."""
-    import torch
+def emulated_bfloat16(scale: Scale, work: set[str]) -> list[str]:
+    """The parts of ``work`` ('pretraining' and evaluation names) that compute in bfloat16 on a device here
+    that emulates it; empty where bf16 is native or nothing of it is bf16."""
     from mimbench.ablation.execute import bfloat16_parts
+    from mimbench.machine import has_native_bfloat16, resolve_device
+    parts = bfloat16_parts(scale, [n for n in scale.cfg.evaluations if n in work], 'pretraining' in work)
+    return parts if parts and not has_native_bfloat16(resolve_device('auto')) else []
+
+
+def refuse_emulated_bfloat16(scale: Scale, work: set[str], cells: int) -> None:
+    """Stop before running ``cells`` cells here whose ``work`` computes in bfloat16 where this machine
+    emulates bf16: they would run many times longer, and in float32 they would be other cells. Names the
+    parts, the two matmul rates and what to do instead."""
+    import torch
     from mimbench.analysis import matmul_gflops
-    from mimbench.machine import describe, has_native_bfloat16
-    device = 'cuda' if torch.cuda.is_available() else 'cpu'
-    parts = bfloat16_parts(scale, evaluations)
-    if not parts or has_native_bfloat16(device):
+    from mimbench.machine import EMULATED_BF16_COST, describe, resolve_device
+    if not (parts := emulated_bfloat16(scale, work)):
         return
-    fp32, bf16 = (matmul_gflops(repeats=3, device=device, dtype=dtype) for dtype in (torch.float32, torch.bfloat16))
-    units = 'a CPU without AVX512-BF16 or AMX' if device == 'cpu' else 'a GPU older than Ampere'
+    device = resolve_device('auto')
+    try:
+        fp32, bf16 = (matmul_gflops(repeats=3, device=device, dtype=d) for d in (torch.float32, torch.bfloat16))
+        rates = (f': a bf16 matmul runs at {bf16:.1f} GFLOP/s against {fp32:.0f} in float32 '
+                 f'({fp32 / bf16:.0f}x slower)')
+    except RuntimeError:      # an old GPU may have no bf16 matmul at all
+        rates = ''
+    units = 'a CPU without AVX512-BF16 or AMX' if device.type == 'cpu' else 'a GPU older than Ampere'
     count = f'{cells} {"cell" if cells == 1 else "cells"}'
     raise AblationError(
         f'scale {scale.name!r} computes in bfloat16 ({", ".join(parts)}), and this machine ({describe(device)}: '
-        f'{units}) emulates it: a bf16 matmul runs at {bf16:.1f} GFLOP/s against {fp32:.0f} in float32 '
-        f'({fp32 / bf16:.0f}x slower), so the {count} to run would take that much longer than on a machine '
-        f'with bf16 units. Run them where bf16 is native (AVX512-BF16 or AMX CPUs, Ampere+ GPUs), or pass '
-        f'--allow-emulated-bf16 to run them here anyway')
+        f'{units}) emulates it{rates}; {EMULATED_BF16_COST}, so the {count} to run would take many times '
+        f'longer here. Run them where bf16 is native (AVX512-BF16 '
+        f'or AMX CPUs, Ampere+ GPUs), or pass --allow-emulated-bf16 to run them here anyway')
+
+
+def adopt(args) -> None:
+    """--adopt: hand-made evaluation records into the column ``--evaluations`` names, then the scale's tables."""
+    from mimbench.ablation.execute import adopt_evaluation
+    if not args.scale or not args.evaluations or len(args.evaluations) != 1:
+        raise AblationError('--adopt needs --scale and one column in --evaluations (e.g. --evaluations ft)')
+    if (args.axis or args.values or args.study or args.dry_run or args.report or args.seeds or args.finetune
+            or args.max_iters or args.work_root or args.data_root or args.merge):
+        raise AblationError('--adopt takes only --scale, --evaluations, --results and --store')
+    scale = Scale.load(args.scale)
+    store = ResultStore(args.store or Path(args.results) / 'ablation' / scale.name)
+    axes = []
+    for path in args.adopt:
+        record = adopt_evaluation(scale, store, args.evaluations[0], path)
+        print(f'adopted {path}: {args.evaluations[0]} of {record["label"]} seed {record["seed"]} = '
+              f'{record["metrics"][args.evaluations[0]]["accuracy"]}%')
+        axes.append(record['axis'])
+    write_tables(scale, sorted(set(axes), key=list(AXES).index), store, args.results)
 
 
 def report_everything(args) -> None:
@@ -229,9 +271,7 @@ def report_everything(args) -> None:
             continue
         restore_weight_files(store)
         print(f'=== scale {name}')
-        for path in write_report(scale, sorted(stored, key=list(AXES).index), store, args.results):
-            print(f'wrote {path}')
-        print(f'wrote {write_status(scale, store, args.results)}')
+        write_tables(scale, sorted(stored, key=list(AXES).index), store, args.results)
         reported.add(name)
     for path in sorted((configs_dir() / 'studies').glob('*.py')):
         try:
@@ -306,14 +346,17 @@ def run_study(args) -> None:
 
 
 def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, listing: bool,
-            todo_out: dict[str, float] | None = None, work_root: str | Path | None = None) -> float | None:
+            todo_out: dict[str, float] | None = None, work_root: str | Path | None = None,
+            work_out: set[str] | None = None) -> float | None:
     """Build every cell (bad values fail here) and estimate; print the list when ``listing``. Returns the
     mean estimated seconds per cell still to run (from the store's measured rate when it has one). A cell
     whose work dir under ``work_root`` holds its finished pretraining counts only its missing evaluations, one
     with checkpoints of an unfinished pretraining only the iterations after the newest (where it resumes);
     a stored cell whose work dir is gone cannot be evaluated here and counts nothing. A cell another process
     is running says so. ``todo_out`` gets key -> seconds of every cell still to run or evaluate, on the basis
-    the return value uses."""
+    the return value uses; ``work_out`` what that work is ('pretraining' and the missing evaluations' names).
+    Where that work computes in bfloat16 and this machine emulates it, times are at this machine's rates, not
+    the store's (measured where bf16 was native)."""
     import dataclasses
     import torch
     from mimbench.ablation.estimate import device_gflops, estimate_cell, evaluation_seconds, measured_rate
@@ -322,7 +365,10 @@ def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, lis
     from mimbench.lockfile import live_holder
     rate, source = device_gflops(scale)
     work_root = Path(work_root or Path('work_dirs') / 'ablation' / scale.name)
-    by_cpu = not scale.cfg.get('device_tflops') and not torch.cuda.is_available()   # the store rate is CPU time
+    from mimbench.machine import EMULATED_BF16_COST
+    emulated = emulated_bfloat16(scale, {'pretraining', *evaluations})
+    # the store rate is CPU time, measured where bf16 was native
+    by_cpu = not scale.cfg.get('device_tflops') and not torch.cuda.is_available() and not emulated
     configs = {name: eval_config(scale, name) for name in evaluations} if by_cpu else {}
     rates: dict[tuple[str, ...], object] = {}
 
@@ -369,6 +415,10 @@ def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, lis
         if missing and (holder := live_holder(work_dir / '.lock') or live_holder(work_dir / '.train.lock')):
             status += f', running now ({holder})'
         if status.startswith(('to run', 'to evaluate')):
+            if work_out is not None:
+                work_out.update(missing)
+                if status.startswith('to run') and cell.value.pretrain:
+                    work_out.add('pretraining')
             todo += 1
             todo_s += cell_s
             todo_measured_s += cell_measured_s
@@ -399,6 +449,10 @@ def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, lis
                   f'{measured.gflops_per_cpu_s:.0f} GFLOP/s per CPU-second, {measured.low:.0f}-{measured.high:.0f}'
                   f'{evals}): about {todo_measured_s / 3600:.1f} hours per process (pretraining CPU time + '
                   f'evaluation wall time), if run the way those cells were')
+        if emulated and todo:
+            print(f'note: this machine emulates bfloat16, which these cells compute in ({", ".join(emulated)}): '
+                  f'the times are at its bf16 matmul rate ({EMULATED_BF16_COST}), and the sweep stops before '
+                  f'running them here unless --allow-emulated-bf16')
         if orphans:
             print(f'note: {len(orphans)} stored cells lack evaluations but their work dirs under {work_root} are '
                   f'gone, so the sweep cannot evaluate them: {", ".join(c.name for c in orphans)}')

@@ -38,12 +38,12 @@ class AutocastOptimWrapper(OptimWrapper):
         device_type = 'cuda' if next(model.parameters()).is_cuda else 'cpu'
         if not self._checked_units:
             self._checked_units = True
-            from mimbench.machine import describe, has_native_bfloat16
+            from mimbench.machine import EMULATED_BF16_COST, describe, has_native_bfloat16
             if not has_native_bfloat16(device_type):
-                # obeyed (the config asked for bf16), but a run ~60x slower than float32 should not be silent
+                # obeyed (the config asked for bf16), but a run many times slower than float32 should not be silent
                 print_log(f'bfloat16 autocast on a device without bf16 units ({describe(device_type)}): torch '
-                          f'emulates it, and on a CPU its matmuls run ~60x below float32 (--precision auto '
-                          f'picks float32 here)', logger='current', level=logging.WARNING)
+                          f'emulates it: {EMULATED_BF16_COST}. (tools/train.py --precision auto would train in '
+                          f'float32 here)', logger='current', level=logging.WARNING)
         with super().optim_context(model), precision_context(device_type, self.dtype, self.attention):
             yield
 
