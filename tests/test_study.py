@@ -213,7 +213,20 @@ def test_the_schedule_study_pools_two_seed_rows_over_its_twelve_other_cells_at_e
     # the default cell is a row of six axes and CAE's base cell of two: 17 rows, 13 distinct cells
     study = Study.load('schedule')
     data = StudyData(study, results=REPO / 'docs/results')
-    assert {label: data.other_rows(label) for label in study.schedules} == {5: 12, 10: 12, 20: 12}
+    assert {label: data.other_rows(label) for label in study.schedules} == {5: 12, 10: 12, 20: 12, 100: 12}
+
+
+def test_the_schedule_studys_100_epoch_column_is_filled_from_a_gpu_and_never_run_on_a_cpu(tmp_path):
+    study = Study.load('schedule')
+    assert study.schedules[100] == 'micro_bf16_device_100ep'
+    assert {step.label for step in plan(study)} == {5, 10, 20}
+    stores = {100: _store(tmp_path, 'micro_bf16_device_100ep', {'1': [50, 52], '8': [56, 58]})}
+    write_study_report(study, tmp_path / 'out', StudyData(study, stores, results=REPO / 'docs/results'))
+    md = (tmp_path / 'out' / 'schedule_study.md').read_text()
+    assert '| finding | metric | 5 ep | 10 ep | 20 ep | 100 ep | paper (800 ep) | verdict |' in md
+    row = next(line for line in md.splitlines() if line.startswith('| decoder depth 8 over 1 | lin (mean-pool)'))
+    assert row.split(' | ')[5].startswith('+6.00 ± ')     # 57 - 51 at 100 epochs
+    assert '| 100 | micro_bf16_device_100ep | bf16 autocast, device data path |' in md
 
 
 def test_a_study_states_its_confidence_as_a_probability(tmp_path):

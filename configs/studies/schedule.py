@@ -7,7 +7,9 @@ title = 'When do the papers\' effects appear? The decisive rows at 5, 10 and 20 
 # epochs -> scale. 5 epochs is the micro protocol as stored (fp32); 10 and 20 run in bf16 autocast, which left
 # the default cell inside its seed spread on every probe (docs/results/ablation_protocol.md, "bf16 against
 # fp32"). Each effect below is a difference of two rows of one scale, so precision never crosses a difference.
-schedules = {5: 'micro', 10: 'micro_bf16_10ep', 20: 'micro_bf16_20ep'}
+# 100 epochs run only where a GPU is lent (docs/performance.md, "On a GPU"): no step of the order below runs
+# them on a CPU; their column reads what the GPU runs have merged into docs/results.
+schedules = {5: 'micro', 10: 'micro_bf16_10ep', 20: 'micro_bf16_20ep', 100: 'micro_bf16_device_100ep'}
 # The default cell (MAE, decoder 2 x 96, random 75%, normalized pixels, random-size crop) at this many seeds at
 # every schedule: the spread every effect is judged against.
 spread_seeds = 4
@@ -59,6 +61,9 @@ notes = [
     "The fine-tuning recipe (configs/eval/finetune_micro.py) was chosen among four on the 20-epoch MAE default "
     "cell, seed 0, by its test accuracy (docs/results/finetune_calibration/); that cell is the MAE row of the "
     "ft column. The recipe favours MAE if anything: CAE and BEiT-style were not tuned for.",
+    "The 100-epoch cells take their batches on the device data path (whole-batch crops resampled on the GPU, "
+    "not rounded to uint8), the CPU schedules per-image crops: each effect is a difference of two rows of one "
+    "schedule, but a change between 20 and 100 epochs mixes the length with the data path.",
     "The scratch row is MAE's architecture at its initialization; CAE's and BEiT-style's encoders add LayerScale "
     "(2,681,472 parameters against 2,679,168), so 'over scratch' is an equal-architecture comparison for MAE "
     "alone.",

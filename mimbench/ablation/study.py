@@ -599,7 +599,8 @@ def write_study_report(study: Study, out_dir: str | Path, data: StudyData | None
                 texts.append(f'{METRIC_NAMES.get(metric, metric)} ' + (f'{sd:.2f} ({df})' if sd is not None else '-'))
         cells, cpu = data.cost(label)
         total_cells, total_cpu = total_cells + cells, total_cpu + cpu
-        precision = 'bf16 autocast' if scale.cfg.get('amp') else 'fp32'
+        precision = ('bf16 autocast' if scale.cfg.get('amp') else 'fp32') + \
+            (', device data path' if scale.cfg.get('device_data') else '')
         lines.append(f'| {label} | {scale.name} | {precision} | {"; ".join(kinds[0])} | {"; ".join(kinds[1])} '
                      f'| {cells} | {cpu:.2f} |')
     lines += ['', f'Total: {total_cells} cells, {total_cpu:.2f} CPU-hours of pretraining (process time).', '',
