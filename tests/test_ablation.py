@@ -573,7 +573,7 @@ def test_a_merge_tells_one_run_from_two_by_what_it_measured_not_where_it_lay_or_
                          capture_output=True, text=True, timeout=120)
     assert out.returncode != 0 and out.stderr.strip() == ('error: --merge takes only --results (where the records '
                                                           'go): leave out --axis, --values, --study, --scale, '
-                                                          '--store, --report and --dry-run')
+                                                          '--store, --report, --dry-run and --adopt')
 
 
 def test_the_store_keeps_the_tokenizer_a_cell_read_and_restores_it_where_it_is_missing(tiny, tmp_path):

@@ -114,7 +114,7 @@ def main(argv=None) -> None:
             if (args.axis or args.values or args.study or args.scale or args.store or args.report or args.dry_run
                     or args.adopt):
                 raise AblationError('--merge takes only --results (where the records go): leave out --axis, '
-                                    '--values, --study, --scale, --store, --report and --dry-run')
+                                    '--values, --study, --scale, --store, --report, --dry-run and --adopt')
             return merge_results(Path(args.merge), Path(args.results))
         if args.adopt:
             return adopt(args)
