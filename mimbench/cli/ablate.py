@@ -172,7 +172,7 @@ def sweep(scale_ref: str, names: list[str], values: list[str] | None, seeds: int
                          work_root=work_root, work_out=work)
     if todo_out is not None:
         for key, seconds in step_todo.items():
-            todo_out[key] = max(todo_out.get(key, 0.0), seconds)
+            keep_longest(todo_out, key, seconds)
     if args.dry_run:
         return
     if step_todo and args.launcher != 'slurm' and not args.allow_emulated_bf16:   # cells that run here
@@ -189,6 +189,12 @@ def sweep(scale_ref: str, names: list[str], values: list[str] | None, seeds: int
     print(f'sweep took {format_duration(time.perf_counter() - start)}')
     # the tables always show every row of the axis (--values only chose what to run)
     write_tables(scale, names, store, args.results)
+
+
+def keep_longest(todo: dict[str, float], key: str, seconds: float) -> None:
+    """Count a cell once in ``todo`` (key -> seconds): a cell of several steps at its longest estimate (the
+    one with fine-tuning, say)."""
+    todo[key] = max(todo.get(key, 0.0), seconds)
 
 
 def write_tables(scale: Scale, names: list[str], store: ResultStore, results: str) -> None:
@@ -422,8 +428,8 @@ def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, lis
             todo += 1
             todo_s += cell_s
             todo_measured_s += cell_measured_s
-            if todo_out is not None:      # a cell of several steps: its longest estimate (ft's, say) counts
-                todo_out[cell.key] = max(todo_out.get(cell.key, 0.0), cell_measured_s if measured else cell_s)
+            if todo_out is not None:
+                keep_longest(todo_out, cell.key, cell_measured_s if measured else cell_s)
         rows.append((cell, est, status, cell_s, cell_measured_s))
     if listing:
         print(f'{len(cells)} cells at scale {scale.name!r}, evaluations {", ".join(evaluations)}; '
