@@ -30,11 +30,15 @@ def cpu_model() -> str:
 
 
 def host_info() -> dict:
-    """This machine as records store it: ``{'machine': 'x86_64', 'cpus': 2, 'model': 'AMD EPYC ...'}``. Two VMs
-    with the same core count can differ threefold in a bf16-heavy step (with and without AVX512-BF16), so the
-    model name is part of it; the ablation's store rate compares these dicts whole, so add no key without
-    migrating its records."""
-    return dict(machine=platform.machine(), cpus=os.cpu_count(), model=cpu_model())
+    """This machine as records store it: ``{'machine': 'x86_64', 'cpus': 2, 'model': 'AMD EPYC ...',
+    'bf16_units': True}``. Two VMs with the same core count can differ threefold in a bf16-heavy step (with and
+    without AVX512-BF16), so the model name is part of it, and whether the CPU has bf16 units too: the VMs
+    name their CPU 'AMD EPYC' with and without them (2026-12), and without them bf16 products run as float32
+    products (:class:`~mimbench.engine.precision.Float32Products`). The ablation's store rate compares these
+    dicts whole: records written before ``bf16_units`` (2026-12-07) cannot be told apart by machine and no
+    longer count towards it."""
+    return dict(machine=platform.machine(), cpus=os.cpu_count(), model=cpu_model(),
+                bf16_units=cpu_has_bfloat16_units())
 
 
 def describe(device: torch.device | str = 'cpu') -> str:
@@ -49,16 +53,12 @@ def describe(device: torch.device | str = 'cpu') -> str:
 DTYPES = ('float32', 'bfloat16', 'auto')
 
 
-# What emulated bf16 costs, measured (docs/performance.md, "A CPU without bf16 units"): for messages that warn.
-EMULATED_BF16_COST = ('a micro training step ran 20x slower in bf16 autocast than in float32 on a 2-core AVX2 '
-                      'EPYC (bf16 matmuls 50-100x)')
-
-
 @functools.lru_cache(maxsize=None)
 def cpu_has_bfloat16_units() -> bool:
     """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX), read from ``/proc/cpuinfo``
-    (False where there is none). Without those units torch emulates bf16 matmuls, and bf16 runs slower than
-    float32 instead of faster (docs/evaluation.md, docs/performance.md)."""
+    (False where there is none). Without those units torch's own bf16 products run 50-100x below float32;
+    ours then run as float32 products (:func:`~mimbench.engine.precision.bfloat16_products`), and bf16 is
+    still a little slower than float32 instead of faster (docs/performance.md)."""
     return bool({'avx512_bf16', 'amx_bf16'} & set((cpuinfo_field('flags') or '').split()))
 
 

@@ -809,50 +809,6 @@ def test_a_dry_run_on_a_busy_machine_says_its_times_are_too_long(monkeypatch):
     assert 'OMP_NUM_THREADS=1 lets torch use 1 of 2 cores' in estimate.busy_note(threads=1)
 
 
-def test_the_bf16_scales_name_every_part_that_computes_in_bf16_and_the_fp32_test_scale_none(tiny):
-    from mimbench.ablation.execute import bfloat16_parts
-    assert bfloat16_parts(Scale.load('micro_bf16_20ep'), ['lin', 'att', 'ft']) == ['pretraining', 'lin', 'att', 'ft']
-    assert bfloat16_parts(Scale.load('micro_bf16_20ep'), ['knn'], pretraining=False) == ['knn']   # evaluation only
-    assert bfloat16_parts(Scale.load('micro'), ['lin_mean']) == ['lin_mean']     # its probes are pinned to bf16
-    assert bfloat16_parts(tiny, ['knn', 'lin']) == []
-
-
-def test_a_sweep_of_bf16_cells_on_a_machine_that_emulates_bf16_stops_before_any_work_unless_allowed(
-        tiny, tmp_path, monkeypatch, capsys):
-    """Emulated bf16 ran 20x below float32 on a 2-core AVX2 EPYC (a micro training step): a 20-epoch cell
-    would take days. The sweep says so in one error line instead of starting it."""
-    import torch
-    import mimbench.ablation.execute as execute
-    import mimbench.analysis as analysis
-    import mimbench.cli.ablate as ablate
-    import mimbench.machine as machine
-    monkeypatch.setattr(machine, 'cpu_has_bfloat16_units', lambda: False)
-    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
-    monkeypatch.setattr(analysis, 'matmul_gflops',
-                        lambda repeats, device, dtype: 1.2 if dtype == torch.bfloat16 else 79.0)
-    monkeypatch.setattr(execute, 'bfloat16_parts',
-                        lambda scale, evaluations, pretraining: ['pretraining'] * pretraining + list(evaluations))
-    ran = []
-    monkeypatch.setattr(ablate, 'run_sweep', lambda cells, spec, launcher, **kw: ran.append((len(cells), launcher)))
-    argv = ['--scale', TINY, '--axis', 'decoder_depth', '--values', '1', '2', '--results', str(tmp_path)]
-    with pytest.raises(SystemExit) as stop:
-        ablate.main(argv)
-    message = str(stop.value.code)
-    assert message.startswith('error: ') and '\n' not in message
-    assert "computes in bfloat16 (pretraining, knn)" in message
-    assert '1.2 GFLOP/s against 79 in float32 (66x slower)' in message and 'the 2 cells to run' in message
-    assert '--allow-emulated-bf16' in message and ran == []
-    with pytest.raises(SystemExit):            # jobs of this machine are cells run here
-        ablate.main([*argv, '--launcher', 'submitit-local'])
-    ablate.main([*argv, '--allow-emulated-bf16'])
-    ablate.main([*argv, '--launcher', 'slurm'])      # the cluster's machines are not this one
-    assert ran == [(2, 'local'), (2, 'slurm')]
-    ran.clear()       # where bf16 is native the same command just runs
-    monkeypatch.setattr(machine, 'cpu_has_bfloat16_units', lambda: True)
-    ablate.main(argv)
-    assert ran == [(2, 'local')]
-
-
 def test_progress_reports_cells_done_and_an_eta():
     lines = []
     progress = Progress(total=4, already=1, workers=1, estimate_s=600, log=lines.append)

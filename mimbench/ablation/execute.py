@@ -235,21 +235,6 @@ def eval_config(scale: Scale, name: str, auto_dtype: str | None = None):
     return spec['protocol'], cfg, hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def bfloat16_parts(scale: Scale, evaluations: list[str], pretraining: bool = True) -> list[str]:
-    """What of a cell's work computes in bfloat16 on every machine: ``'pretraining'`` (when ``pretraining``)
-    where the scale trains in autocast (``amp``), and each of ``evaluations`` whose recipe pins it: fine-tuning
-    in autocast, a probe's features (``extract.dtype``) or tokens (``token_dtype``) in bfloat16. ``'auto'`` is
-    not a pin (float32 where bf16 is not native). On a device without bf16 units these parts are emulated: on
-    a CPU a bf16 matmul then runs 50-100x below float32, a training step ~20x (docs/performance.md)."""
-    parts = ['pretraining'] if pretraining and scale.cfg.get('amp') else []
-    for name in evaluations:
-        protocol, cfg, _ = eval_config(scale, name, auto_dtype='float32')
-        pinned = cfg.get('amp') is True if protocol == 'finetune' else \
-            'bfloat16' in (cfg.get('extract', {}).get('dtype'), cfg.get('token_dtype'))
-        parts += [name] if pinned else []
-    return parts
-
-
 def current_eval_hashes(scale: Scale) -> dict[str, set[str]]:
     """Per evaluation column of the scale, the eval hashes its present recipe gives: the metrics a table
     shows. Two where the recipe leaves a dtype ``'auto'`` (bfloat16 where the machine has it, float32

@@ -68,9 +68,6 @@ def parse_args(argv=None):
     p.add_argument('--slurm-time', type=int, default=60 * 24 * 3, help='minutes per cell job')
     p.add_argument('--slurm-cpus', type=int, default=10, help='CPU cores per GPU of a cell job (data loading)')
     p.add_argument('--slurm-mem', type=int, default=64, help='GB of memory per GPU of a cell job')
-    p.add_argument('--allow-emulated-bf16', action='store_true',
-                   help='run cells whose recipe is bfloat16 on a device that emulates it (a CPU without '
-                        'AVX512-BF16 or AMX), many times slower than float32')
     p.add_argument('--max-iters', type=int, help='stop each pretraining after N iterations (smoke tests)')
     p.add_argument('--speed-batch', type=int, help="batch size for --axis speed (default 8 at 224 px, else the "
                                                    "config's)")
@@ -166,17 +163,10 @@ def sweep(scale_ref: str, names: list[str], values: list[str] | None, seeds: int
         if fit_missing_bases(cells, args.data_root):
             cells = expand(scale, names, seeds, values, max_iters=args.max_iters)   # keys hash the basis
     work_root = args.work_root or str(Path('work_dirs') / 'ablation' / scale.name)
-    step_todo: dict[str, float] = {}
-    work: set[str] = set()
-    estimate_s = dry_run(scale, cells, evaluations, store, listing=args.dry_run, todo_out=step_todo,
-                         work_root=work_root, work_out=work)
-    if todo_out is not None:
-        for key, seconds in step_todo.items():
-            keep_longest(todo_out, key, seconds)
+    estimate_s = dry_run(scale, cells, evaluations, store, listing=args.dry_run, todo_out=todo_out,
+                         work_root=work_root)
     if args.dry_run:
         return
-    if step_todo and args.launcher != 'slurm' and not args.allow_emulated_bf16:   # cells that run here
-        refuse_emulated_bfloat16(scale, work, len(step_todo))
     spec = SweepSpec(scale=scale_ref, store=store_dir, work_root=work_root, evaluations=evaluations,
                      data_root=args.data_root)
     # one task per cell job; the cell's torchrun starts one process per GPU inside it
@@ -202,40 +192,6 @@ def write_tables(scale: Scale, names: list[str], store: ResultStore, results: st
     for path in write_report(scale, names, store, results):
         print(f'wrote {path}')
     print(f'wrote {write_status(scale, store, results)}')
-
-
-def emulated_bfloat16(scale: Scale, work: set[str]) -> list[str]:
-    """The parts of ``work`` ('pretraining' and evaluation names) that compute in bfloat16 on a device here
-    that emulates it; empty where bf16 is native or nothing of it is bf16."""
-    from mimbench.ablation.execute import bfloat16_parts
-    from mimbench.machine import has_native_bfloat16, resolve_device
-    parts = bfloat16_parts(scale, [n for n in scale.cfg.evaluations if n in work], 'pretraining' in work)
-    return parts if parts and not has_native_bfloat16(resolve_device('auto')) else []
-
-
-def refuse_emulated_bfloat16(scale: Scale, work: set[str], cells: int) -> None:
-    """Stop before running ``cells`` cells here whose ``work`` computes in bfloat16 where this machine
-    emulates bf16: they would run many times longer, and in float32 they would be other cells. Names the
-    parts, the two matmul rates and what to do instead."""
-    import torch
-    from mimbench.analysis import matmul_gflops
-    from mimbench.machine import EMULATED_BF16_COST, describe, resolve_device
-    if not (parts := emulated_bfloat16(scale, work)):
-        return
-    device = resolve_device('auto')
-    try:
-        fp32, bf16 = (matmul_gflops(repeats=3, device=device, dtype=d) for d in (torch.float32, torch.bfloat16))
-        rates = (f': a bf16 matmul runs at {bf16:.1f} GFLOP/s against {fp32:.0f} in float32 '
-                 f'({fp32 / bf16:.0f}x slower)')
-    except RuntimeError:      # an old GPU may have no bf16 matmul at all
-        rates = ''
-    units = 'a CPU without AVX512-BF16 or AMX' if device.type == 'cpu' else 'a GPU older than Ampere'
-    count = f'{cells} {"cell" if cells == 1 else "cells"}'
-    raise AblationError(
-        f'scale {scale.name!r} computes in bfloat16 ({", ".join(parts)}), and this machine ({describe(device)}: '
-        f'{units}) emulates it{rates}; {EMULATED_BF16_COST}, so the {count} to run would take many times '
-        f'longer here. Run them where bf16 is native (AVX512-BF16 '
-        f'or AMX CPUs, Ampere+ GPUs), or pass --allow-emulated-bf16 to run them here anyway')
 
 
 def adopt(args) -> None:
@@ -352,17 +308,14 @@ def run_study(args) -> None:
 
 
 def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, listing: bool,
-            todo_out: dict[str, float] | None = None, work_root: str | Path | None = None,
-            work_out: set[str] | None = None) -> float | None:
+            todo_out: dict[str, float] | None = None, work_root: str | Path | None = None) -> float | None:
     """Build every cell (bad values fail here) and estimate; print the list when ``listing``. Returns the
     mean estimated seconds per cell still to run (from the store's measured rate when it has one). A cell
     whose work dir under ``work_root`` holds its finished pretraining counts only its missing evaluations, one
     with checkpoints of an unfinished pretraining only the iterations after the newest (where it resumes);
     a stored cell whose work dir is gone cannot be evaluated here and counts nothing. A cell another process
     is running says so. ``todo_out`` gets key -> seconds of every cell still to run or evaluate, on the basis
-    the return value uses; ``work_out`` what that work is ('pretraining' and the missing evaluations' names).
-    Where that work computes in bfloat16 and this machine emulates it, times are at this machine's rates, not
-    the store's (measured where bf16 was native)."""
+    the return value uses."""
     import dataclasses
     import torch
     from mimbench.ablation.estimate import device_gflops, estimate_cell, evaluation_seconds, measured_rate
@@ -371,10 +324,7 @@ def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, lis
     from mimbench.lockfile import live_holder
     rate, source = device_gflops(scale)
     work_root = Path(work_root or Path('work_dirs') / 'ablation' / scale.name)
-    from mimbench.machine import EMULATED_BF16_COST
-    emulated = emulated_bfloat16(scale, {'pretraining', *evaluations})
-    # the store rate is CPU time, measured where bf16 was native
-    by_cpu = not scale.cfg.get('device_tflops') and not torch.cuda.is_available() and not emulated
+    by_cpu = not scale.cfg.get('device_tflops') and not torch.cuda.is_available()
     configs = {name: eval_config(scale, name) for name in evaluations} if by_cpu else {}
     rates: dict[tuple[str, ...], object] = {}
 
@@ -421,10 +371,6 @@ def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, lis
         if missing and (holder := live_holder(work_dir / '.lock') or live_holder(work_dir / '.train.lock')):
             status += f', running now ({holder})'
         if status.startswith(('to run', 'to evaluate')):
-            if work_out is not None:
-                work_out.update(missing)
-                if status.startswith('to run') and cell.value.pretrain:
-                    work_out.add('pretraining')
             todo += 1
             todo_s += cell_s
             todo_measured_s += cell_measured_s
@@ -455,10 +401,6 @@ def dry_run(scale: Scale, cells, evaluations: list[str], store: ResultStore, lis
                   f'{measured.gflops_per_cpu_s:.0f} GFLOP/s per CPU-second, {measured.low:.0f}-{measured.high:.0f}'
                   f'{evals}): about {todo_measured_s / 3600:.1f} hours per process (pretraining CPU time + '
                   f'evaluation wall time), if run the way those cells were')
-        if emulated and todo:
-            print(f'note: this machine emulates bfloat16, which these cells compute in ({", ".join(emulated)}): '
-                  f'the times are at its bf16 matmul rate ({EMULATED_BF16_COST}), and the sweep stops before '
-                  f'running them here unless --allow-emulated-bf16')
         if orphans:
             print(f'note: {len(orphans)} stored cells lack evaluations but their work dirs under {work_root} are '
                   f'gone, so the sweep cannot evaluate them: {", ".join(c.name for c in orphans)}')

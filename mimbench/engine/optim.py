@@ -8,7 +8,7 @@ import torch
 from mmengine.logging import MMLogger, print_log
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 
-from mimbench.engine.precision import attention_kernel, precision_context
+from mimbench.engine.precision import attention_kernel, bfloat16_products, precision_context
 from mimbench.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS
 
 @OPTIM_WRAPPERS.register_module()
@@ -35,17 +35,26 @@ class AutocastOptimWrapper(OptimWrapper):
 
     @contextmanager
     def optim_context(self, model: torch.nn.Module):
-        device_type = 'cuda' if next(model.parameters()).is_cuda else 'cpu'
+        self._device_type = 'cuda' if next(model.parameters()).is_cuda else 'cpu'
         if not self._checked_units:
             self._checked_units = True
-            from mimbench.machine import EMULATED_BF16_COST, describe, has_native_bfloat16
-            if not has_native_bfloat16(device_type):
-                # obeyed (the config asked for bf16), but a run many times slower than float32 should not be silent
-                print_log(f'bfloat16 autocast on a device without bf16 units ({describe(device_type)}): torch '
-                          f'emulates it: {EMULATED_BF16_COST}. (tools/train.py --precision auto would train in '
-                          f'float32 here)', logger='current', level=logging.WARNING)
-        with super().optim_context(model), precision_context(device_type, self.dtype, self.attention):
+            from mimbench.machine import describe, has_native_bfloat16
+            if self._device_type == 'cpu' and not has_native_bfloat16('cpu'):
+                # the same numbers as bf16 units give, but a reader of the log should know how they were made
+                print_log(f'bfloat16 autocast on a CPU without bf16 units ({describe("cpu")}): its products run as '
+                          f'float32 products of the bf16 operands, rounded to bf16 (Float32Products)',
+                          logger='current', level=logging.INFO)
+            elif not has_native_bfloat16(self._device_type):
+                # obeyed (the config asked for bf16), but a GPU older than Ampere emulates it, slowly
+                print_log(f'bfloat16 autocast on a GPU without bf16 units ({describe(self._device_type)}): '
+                          f'torch emulates it, slower than float32', logger='current', level=logging.WARNING)
+        with super().optim_context(model), precision_context(self._device_type, self.dtype, self.attention):
             yield
+
+    def backward(self, loss: torch.Tensor, **kwargs) -> None:
+        # the backward's products are bf16 too; the forward's precision_context has been left by now
+        with bfloat16_products(getattr(self, '_device_type', 'cpu')):
+            super().backward(loss, **kwargs)
 
 
 class _DropParamwiseLines(logging.Filter):

@@ -1,4 +1,5 @@
-"""The precision a forward pass runs in and the attention kernel that goes with it.
+"""The precision a forward pass runs in, the attention kernel that goes with it, and how bfloat16 products are
+computed where the CPU has no bf16 units.
 
 The training step (:class:`~mimbench.engine.optim.AutocastOptimWrapper`) and ``tools/benchmark.py`` both enter
 :func:`precision_context`, so a benchmark measures what training runs.
@@ -13,6 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves, tree_map
+
+from mimbench.machine import has_native_bfloat16
 
 # Attention a config may name besides 'auto' and 'default' (torch's own choice): torch's fused kernels, and
 # 'explicit', softmax(q k^T / sqrt(d)) v as three plain operations (see ExplicitAttention).
@@ -66,15 +71,63 @@ class ExplicitAttention(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+aten = torch.ops.aten
+# The products of a bf16 pass as the mode sees them: with autograd on, linear layers as addmm and mm, attention and
+# einsum as bmm and baddbmm, the patch embedding as convolution (and convolution_backward); under
+# torch.inference_mode the composite linear, matmul, einsum and conv2d arrive whole; vectors as mv, addmv, dot.
+_PRODUCTS = frozenset({aten.mm.default, aten.addmm.default, aten.bmm.default, aten.baddbmm.default,
+                       aten.mv.default, aten.addmv.default, aten.dot.default,
+                       aten.convolution.default, aten.convolution_backward.default,
+                       aten.linear.default, aten.matmul.default, aten.einsum.default, aten.conv2d.default})
+
+
+def _to(dtype: torch.dtype, tree):
+    return tree_map(lambda x: x.to(dtype) if isinstance(x, torch.Tensor) else x, tree)
+
+
+class Float32Products(TorchDispatchMode):
+    """Inside this mode a matrix product or convolution whose tensor operands are all bfloat16 runs as the
+    float32 product of those operands, its result rounded to bfloat16; every other operation runs as it is.
+
+    That is what a bf16 unit computes: bf16 operands, whose products are exact in float32 (8 + 8 significant
+    bits), summed in float32, rounded once to bf16. Only the order of the float32 sum differs, as it differs
+    between AVX512-BF16, AMX and GPU kernels: on a 128 x 192 @ 192 x 160 product over 99% of the results are
+    bit-identical to torch's own bf16 kernel and the rest differ in the last bit (``tests/test_precision.py``).
+    On a CPU without bf16 units torch runs bf16 products in a fallback at ~1 GFLOP/s, 50-100x below float32;
+    this runs them at the float32 rate, plus the casts (docs/performance.md). Fused attention kernels
+    (``sdpa_kernel``'s flash and friends) round inside themselves and are left to torch; the CPU's bf16
+    attention is plain products (:func:`attention_kernel`). The mode sees the operations below autograd, so a
+    backward pass run inside it is covered too."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _PRODUCTS:
+            tensors = [x for x in tree_leaves((args, kwargs)) if isinstance(x, torch.Tensor)]
+            if tensors and all(t.dtype == torch.bfloat16 for t in tensors):
+                return _to(torch.bfloat16, func(*_to(torch.float32, args), **_to(torch.float32, kwargs)))
+        return func(*args, **kwargs)
+
+
+def bfloat16_products(device_type: str) -> contextlib.AbstractContextManager:
+    """:class:`Float32Products` on a CPU without bf16 units (AVX512-BF16 or AMX), nothing elsewhere: enter it
+    around any forward or backward pass that computes in bfloat16."""
+    if device_type == 'cpu' and not has_native_bfloat16('cpu'):
+        return Float32Products()
+    return contextlib.nullcontext()
+
+
 @contextlib.contextmanager
 def precision_context(device_type: str, dtype: torch.dtype = torch.float32, attention: str = 'auto'
                       ) -> Iterator[None]:
-    """Run a forward pass in ``dtype`` (bfloat16: ``torch.autocast``; float32: as it is) with the attention
-    :func:`attention_kernel` picks. The backward follows the kernels its forward chose."""
+    """Run a forward pass in ``dtype`` (bfloat16: ``torch.autocast``, its products by :func:`bfloat16_products`;
+    float32: as it is) with the attention :func:`attention_kernel` picks. The backward follows the kernels its
+    forward chose; run it inside :func:`bfloat16_products` too."""
     kernel = attention_kernel(attention, device_type, dtype)
     with contextlib.ExitStack() as stack:
         if dtype != torch.float32:
             stack.enter_context(torch.autocast(device_type=device_type, dtype=dtype))
+            if dtype == torch.bfloat16:
+                stack.enter_context(bfloat16_products(device_type))
         if kernel == 'explicit':
             stack.enter_context(ExplicitAttention())
         elif kernel is not None:

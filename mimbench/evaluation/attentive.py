@@ -6,11 +6,13 @@ token under-rates them; letting a learned query attend over all patch features m
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mimbench.engine.precision import bfloat16_products
 from mimbench.evaluation.features import Features
 from mimbench.machine import dtype_name, resolve_dtype
 from mimbench.evaluation.probe import ProbeResult, train_probe
@@ -119,9 +121,10 @@ def attentive_probe(train: Features, test: Features, num_classes: int, *, num_he
                    for f in (train, test))
     head.inputs_normalized = True
     try:
-        result = train_probe(head, train, test, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
-                             base_lr=base_lr, warmup_epochs=warmup_epochs, seed=seed, threads=threads,
-                             device=device, log=log)
+        with bfloat16_products(torch.device(device).type) if run_dtype == torch.bfloat16 else nullcontext():
+            result = train_probe(head, train, test, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
+                                 base_lr=base_lr, warmup_epochs=warmup_epochs, seed=seed, threads=threads,
+                                 device=device, log=log)
     finally:
         head.inputs_normalized = False    # the returned head takes raw tokens again
     result.hparams.update(num_heads=num_heads, token_dtype=dtype_name(run_dtype))

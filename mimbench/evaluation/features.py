@@ -26,6 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from mimbench.data import InMemoryImages
+from mimbench.engine.precision import bfloat16_products
 from mimbench.fileio import atomic_path
 from mimbench.machine import dtype_name, resolve_dtype
 
@@ -123,7 +124,8 @@ def extract_features(encoder: nn.Module, preprocessor: nn.Module, dataset: Datas
     outputs: dict[str, list[torch.Tensor]] = {pool: [] for pool in pools}
     labels, done, n = [], 0, len(dataset)
     start = last_log = time.perf_counter()
-    with torch.inference_mode(), explicit_attention(model, device.type == 'cpu'):
+    with torch.inference_mode(), explicit_attention(model, device.type == 'cpu'), \
+            (bfloat16_products(device.type) if run_dtype == torch.bfloat16 else contextlib.nullcontext()):
         for imgs, lab in image_batches(dataset, batch_size, num_workers):
             out = model(preprocessor.normalize(imgs.to(device)).to(run_dtype))    # [B, 1 + L, D]
             for pool in pools:

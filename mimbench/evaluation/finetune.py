@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from mimbench.data import build_pipeline
+from mimbench.engine.precision import bfloat16_products
 from mimbench.evaluation.features import image_batches
 from mimbench.evaluation.optim import scaled_lr, set_lr, warmup_cosine
 
@@ -116,7 +117,7 @@ def evaluate_classifier(model: nn.Module, preprocessor: nn.Module, dataset: Data
     device = next(model.parameters()).device
     correct = total = 0
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
-    with torch.inference_mode(), autocast:
+    with torch.inference_mode(), autocast, bfloat16_products(device.type) if amp else contextlib.nullcontext():
         for imgs, labels in image_batches(dataset, batch_size, num_workers):
             logits = model(preprocessor.normalize(imgs.to(device, non_blocking=True)))
             correct += (logits.argmax(1).cpu() == labels).sum().item()
