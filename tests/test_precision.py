@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 import mimbench.engine.precision as precision
@@ -118,7 +119,7 @@ def test_auto_precision_trains_in_bf16_only_where_the_cpu_has_bf16_units(monkeyp
     cfg = apply_cli(load_config(tiny), tiny, work_dir='unused', precision='auto', log=lines.append)
     assert lines == [f'precision auto: {resolved} on this CPU (' + (
         'it computes bfloat16 natively)' if has_units else
-        'it has no native bfloat16 units, so bfloat16 would be emulated and slower)')]
+        'it has no native bfloat16 units: bfloat16 would run as float32 products, a little slower)')]
     assert (cfg.optim_wrapper.get('type') == 'AutocastOptimWrapper') == (resolved == 'bfloat16')
 
 
@@ -157,8 +158,8 @@ def test_a_step_profile_splits_the_time_by_kind_of_operation():
 
 
 def test_the_matmul_rate_stops_growing_the_size_once_a_product_is_slow(monkeypatch):
-    """An emulated precision (bf16 without bf16 units: 50-100x below fp32) is measured at a small size, in about a
-    second, not at 2048 in a minute; a fast one reaches the full size."""
+    """A slow product (torch's own bf16 kernel on a CPU without bf16 units ran 50-100x below fp32) is measured at
+    a small size, in about a second, not at 2048 in a minute; a fast one reaches the full size."""
     import mimbench.analysis.benchmark as benchmark
     sizes = []
 
@@ -206,6 +207,33 @@ def counted_products(monkeypatch):
     return seen
 
 
+class _Bf16Kernels(TorchDispatchMode):
+    """Below every mode the code under test enters: records each product that still reaches torch with a bf16
+    operand, i.e. runs on torch's own (on this CPU: 50-100x slower) bf16 kernel. Fused attention kernels are
+    left to torch on purpose (Float32Products' docstring)."""
+    NAMES = ('mm', 'addmm', 'bmm', 'baddbmm', 'addbmm', 'mv', 'addmv', 'dot', 'linear', 'matmul', 'einsum',
+             'tensordot', 'convolution', 'convolution_backward', '_convolution', 'conv1d', 'conv2d', 'conv3d',
+             'mkldnn_convolution', '_slow_conv2d_forward', '_slow_conv2d_backward')
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.__name__.split('.')[0]
+        if name in self.NAMES and any(isinstance(t, torch.Tensor) and t.dtype == torch.bfloat16
+                                      for t in tree_leaves((args, kwargs))):
+            self.seen.append(func.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.fixture
+def bf16_kernels():
+    """The products the test body sends to torch's own bf16 kernels (should be none)."""
+    with _Bf16Kernels() as recorder:
+        yield recorder.seen
+
+
 def test_a_bf16_product_without_bf16_units_is_the_float32_product_of_its_bf16_operands_rounded_once():
     """What a bf16 unit computes: the same bits as torch's own bf16 kernel but for the order of the float32 sum
     (measured 99.98% bit-identical at this size; the rest one unit in the last place)."""
@@ -222,6 +250,19 @@ def test_a_bf16_product_without_bf16_units_is_the_float32_product_of_its_bf16_op
     assert (product == torch_own).float().mean() > 0.99
     ulp = torch_own.float().abs() * 2 ** -7
     assert ((product.float() - torch_own.float()).abs() <= ulp).all()
+
+
+def test_under_inference_mode_composite_products_are_taken_apart_so_none_runs_on_torchs_bf16_kernel(bf16_kernels):
+    """Without autograd, conv1d, tensordot and the like reach the mode whole: the products inside them must
+    still run in float32."""
+    from mimbench.engine.precision import Float32Products
+    x, w = torch.randn(2, 4, 16).bfloat16(), torch.randn(6, 4, 3).bfloat16()
+    with torch.inference_mode(), Float32Products():
+        conv = F.conv1d(x, w, padding='same')
+        dot = torch.tensordot(x, x, dims=([1, 2], [1, 2]))
+    assert bf16_kernels == []
+    assert conv.dtype == dot.dtype == torch.bfloat16
+    assert torch.equal(conv, F.conv1d(x.float(), w.float(), padding='same').bfloat16())
 
 
 def test_float32_products_leave_other_precisions_and_mixed_operands_as_torch_has_them():
@@ -243,7 +284,8 @@ def test_the_bf16_products_context_is_float32_products_only_on_a_cpu_without_bf1
     assert not isinstance(bfloat16_products('cpu'), Float32Products)
 
 
-def test_a_bf16_training_step_without_bf16_units_runs_forward_and_backward_products_in_float32(counted_products):
+def test_a_bf16_training_step_without_bf16_units_runs_forward_and_backward_products_in_float32(counted_products,
+                                                                                                bf16_kernels):
     """The forward's products run inside the optimizer wrapper's context, the backward's in update_params:
     both must be covered, or the backward would fall back to torch's 50-100x slower bf16 kernel."""
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 4, stride=4), torch.nn.Flatten(), torch.nn.Linear(32, 4))
@@ -254,6 +296,7 @@ def test_a_bf16_training_step_without_bf16_units_runs_forward_and_backward_produ
     wrapper.update_params(loss)
     assert sorted(forward) == ['addmm.default', 'convolution.default']
     assert sorted(counted_products[len(forward):]) == ['convolution_backward.default', 'mm.default', 'mm.default']
+    assert bf16_kernels == []
 
 
 def _tiny_vit():
@@ -265,7 +308,8 @@ def _tiny_vit():
     return ENCODERS.build(cfg.model.encoder)
 
 
-def test_every_evaluation_that_computes_in_bf16_runs_its_products_in_float32_without_bf16_units(counted_products):
+def test_every_evaluation_that_computes_in_bf16_runs_its_products_in_float32_without_bf16_units(counted_products,
+                                                                                                 bf16_kernels):
     """Features from a bf16 encoder copy, the attentive probe's bf16 token products (forward and backward),
     fine-tuning's bf16 test pass: each would otherwise fall back to torch's 50-100x slower bf16 kernel."""
     from mimbench.data import SyntheticImages
@@ -285,4 +329,26 @@ def test_every_evaluation_that_computes_in_bf16_runs_its_products_in_float32_wit
     assert {'linear.default', 'conv2d.default'} <= set(counted_products)
     counted_products.clear()
     extract_features(_tiny_vit(), pre, images, ('mean',), dtype='float32')
-    assert counted_products == []
+    assert counted_products == [] and bf16_kernels == []
+
+
+def test_the_bf16_agreement_benchmark_compares_each_way_of_training_with_torchs_bf16_kernels():
+    from mimbench.analysis.benchmark import bf16_agreement
+    torch.manual_seed(0)
+    from mimbench.registry import MODELS
+    from mimbench.engine.runner import load_config
+    from pathlib import Path
+    model = MODELS.build(load_config(str(Path(__file__).parent / 'configs/tiny_mae.py')).model)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        result = bf16_agreement(model, 16, batch_size=4, steps=3)
+    finally:
+        torch.set_num_threads(threads)
+    assert set(result['losses']) == {'float32', 'bf16 torch', 'bf16 float32 products', 'bf16 torch, 1 thread'}
+    assert all(len(losses) == 3 for losses in result['losses'].values())
+    diff = result['vs bf16 torch']
+    assert set(diff) == {'float32', 'bf16 float32 products', 'bf16 torch, 1 thread'}
+    # float32 products of bf16 operands are bf16 arithmetic: much nearer torch's bf16 kernels than float32 is
+    assert diff['bf16 float32 products']['max_loss_diff'] < diff['float32']['max_loss_diff'] / 5
+    assert 0 < diff['bf16 float32 products']['weight_diff'] and 0 < diff['float32']['weight_diff']

@@ -30,9 +30,9 @@ artifacts = {
 # The probes' numerics are pinned to bfloat16, not the eval configs' 'auto': every stored cell was evaluated
 # that way (on a CPU with bf16 units). 'auto' resolves to float32 on a CPU without them, and the eval hash
 # records what it resolved to, so every stored cell would count as unevaluated there; its features would also
-# be rounded differently from the rest of its table. On such a CPU the pin costs time (emulated bf16), not
-# accuracy. (Fine-tuning never reads extract.dtype; it is pinned there too so that the ft column's eval hash
-# stays what it was.)
+# be rounded differently from the rest of its table. On such a CPU the pin costs a little time (bf16 products
+# run as float32 products, Float32Products), not accuracy. (Fine-tuning never reads extract.dtype; it is pinned
+# there too so that the ft column's eval hash stays what it was.)
 bf16 = {'extract.dtype': 'bfloat16'}
 evaluations = dict(
     lin=dict(protocol='linear', config='configs/eval/linear_micro.py', options=bf16),

@@ -90,9 +90,9 @@ def matmul_gflops(n: int = 2048, repeats: int = 10, device: str | torch.device =
     in that precision.
 
     The size grows from 256 towards ``n`` and stops early once one product takes ``slow_s`` or more: where the
-    precision is emulated (bf16 on a CPU without bf16 units runs 50-100x below fp32) a 2048-size product takes
-    ~15 s, and its rate is the same at 512. A bf16 product runs as training runs it (:func:`bfloat16_products`:
-    float32 products of the bf16 operands on a CPU without bf16 units)."""
+    precision is emulated (torch's own bf16 kernel on a CPU without bf16 units ran 50-100x below fp32) a
+    2048-size product takes ~15 s, and its rate is the same at 512. A bf16 product runs as training runs it
+    (:func:`bfloat16_products`: float32 products of the bf16 operands on a CPU without bf16 units)."""
     device = torch.device(device)
     def bf16_path():
         return bfloat16_products(device.type) if dtype == torch.bfloat16 else contextlib.nullcontext()
@@ -177,10 +177,13 @@ def benchmark_algorithm(model: torch.nn.Module, image_size: int, batch_size: int
     # CAE's momentum teacher is updated after every optimizer step in training (MomentumTeacherHook)
     momentum_update = getattr(model, 'momentum_update', None)
 
+    def backward(value: torch.Tensor) -> None:
+        with bfloat16_products(device.type) if amp else contextlib.nullcontext():    # the backward's too
+            value.backward()
+
     def train_step():
         optimizer.zero_grad(set_to_none=True)
-        with bfloat16_products(device.type) if amp else contextlib.nullcontext():    # the backward's too
-            loss().backward()
+        backward(loss())
         optimizer.step()
         if momentum_update is not None:
             momentum_update()
@@ -195,7 +198,7 @@ def benchmark_algorithm(model: torch.nn.Module, image_size: int, batch_size: int
         torch.cuda.reset_peak_memory_stats(device)
     train_s = _timed(train_step, warmup, iters, device)
     forward_s = _timed(forward, warmup, iters, device)
-    train_flops = count_flops(lambda: loss(model.loss).backward())
+    train_flops = count_flops(lambda: backward(loss(model.loss)))
     # counted with autograd on: the same FLOPs, and FlopCounterMode's module tracker fails on some no_grad
     # views of parameters (CAE's expanded mask token)
     forward_flops = count_flops(lambda: loss(model.loss))
@@ -212,6 +215,64 @@ def benchmark_algorithm(model: torch.nn.Module, image_size: int, batch_size: int
         peak_memory_mb=peak_mb,
         matmul_gflops=matmul_gflops(device=device, dtype=dtype) if with_matmul else None,
         profile=step_profile(train_step, profile_steps, device) if profile_steps else None)
+
+
+def bf16_agreement(model: torch.nn.Module, image_size: int, batch_size: int = 64, steps: int = 20,
+                   lr: float = 1.5e-3, log=None) -> dict:
+    """How closely bf16 training on this CPU follows bf16 units, measured: copies of ``model`` train ``steps``
+    AdamW steps from the same weights on the same random images and masks, as
+
+    - ``'float32'``;
+    - ``'bf16 torch'``: bf16 autocast with torch's own bf16 kernels (a bf16 unit's where the CPU has them,
+      torch's fallback elsewhere), at the present thread count;
+    - ``'bf16 torch, 1 thread'`` (when more threads are set): the same kernels summing in another order, the
+      floor below which no two bf16 kernels can be told apart;
+    - ``'bf16 float32 products'``: bf16 autocast under :class:`~mimbench.engine.precision.Float32Products`,
+      what training runs on a CPU without bf16 units.
+
+    Returns ``{'losses': {run: [loss per step]}, 'vs bf16 torch': {run: {'max_loss_diff', 'weight_diff'}}}``,
+    the weight difference as ``|w - w_ref| / |w_ref|`` after the last step. CPU only; torch's fallback bf16
+    kernel makes this take minutes where the CPU has no bf16 units."""
+    import copy
+    from mimbench.engine.precision import ExplicitAttention, Float32Products
+    threads = torch.get_num_threads()
+    gen = torch.Generator().manual_seed(0)
+    batches = [torch.randn(batch_size, 3, image_size, image_size, generator=gen) for _ in range(steps)]
+    runs = {'float32': (torch.float32, False, threads), 'bf16 torch': (torch.bfloat16, False, threads),
+            'bf16 float32 products': (torch.bfloat16, True, threads)}
+    if threads > 1:
+        runs['bf16 torch, 1 thread'] = (torch.bfloat16, False, 1)
+    losses, weights = {}, {}
+    try:
+        for name, (dtype, products, n_threads) in runs.items():
+            torch.set_num_threads(n_threads)
+            net = copy.deepcopy(model).train()
+            optimizer = torch.optim.AdamW(net.parameters(), lr=lr)
+            start, losses[name] = time.perf_counter(), []
+            for step, imgs in enumerate(batches):
+                torch.manual_seed(step)          # the same masks in every run
+                optimizer.zero_grad(set_to_none=True)
+                bf16 = dtype == torch.bfloat16
+                with Float32Products() if products else contextlib.nullcontext():
+                    # the CPU's bf16 training step: autocast, attention as plain products (attention_kernel)
+                    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16), \
+                            ExplicitAttention() if bf16 else contextlib.nullcontext():
+                        loss = sum(v for k, v in net.loss(imgs).items() if 'loss' in k)
+                    loss.backward()
+                optimizer.step()
+                if hasattr(net, 'momentum_update'):      # CAE's teacher follows every step, as in training
+                    net.momentum_update()
+                losses[name].append(loss.item())
+            weights[name] = torch.cat([p.detach().flatten() for p in net.parameters()])
+            if log is not None:
+                log(f'{name}: {steps} steps in {time.perf_counter() - start:.0f} s, final loss {losses[name][-1]:.5f}')
+    finally:
+        torch.set_num_threads(threads)
+    ref_losses, ref_weights = losses['bf16 torch'], weights['bf16 torch']
+    return {'losses': losses, 'vs bf16 torch': {
+        name: {'max_loss_diff': max(abs(a - b) for a, b in zip(losses[name], ref_losses)),
+               'weight_diff': ((weights[name] - ref_weights).norm() / ref_weights.norm()).item()}
+        for name in runs if name != 'bf16 torch'}}
 
 
 _ENCODER_ENTRY_POINTS = ('forward', 'forward_visible', 'forward_masked')

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from mimbench.analysis import benchmark_algorithm
-from mimbench.analysis.benchmark import matmul_gflops
+from mimbench.analysis.benchmark import bf16_agreement, matmul_gflops
 from mimbench.engine.runner import DictAction, load_config
 from mimbench.errors import USER_ERRORS
 from mimbench.machine import describe, has_native_bfloat16, resolve_device
@@ -53,6 +53,10 @@ def main(argv=None) -> None:
     p.add_argument('--profile', type=int, default=0, metavar='STEPS',
                    help='also profile STEPS train steps and print where their time goes (matrix products, '
                         'dtype casts, GELU/softmax/LayerNorm, other; the optimizer step)')
+    p.add_argument('--bf16-agreement', type=int, default=0, metavar='STEPS',
+                   help='instead of timing: train STEPS steps in float32, in bf16 with torch\'s kernels and in bf16 '
+                        'as float32 products (what training runs on a CPU without bf16 units), and print how far '
+                        'each run ends from torch\'s bf16 (CPU only; minutes where the CPU has no bf16 units)')
     p.add_argument('--json', help='also write the figures to this file')
     args = p.parse_args(argv)
 
@@ -67,6 +71,9 @@ def main(argv=None) -> None:
     except USER_ERRORS as err:  # a missing config, a misspelled key, a bad value: one line, not a traceback
         sys.exit(f'error: {err}')
     image_size = cfg.model.encoder.img_size
+    if args.bf16_agreement:
+        agreement(model, image_size, args)
+        return
     batch_size = args.batch_size or (8 if image_size >= 224 else cfg.train_dataloader.batch_size)
     precision = 'bfloat16' if args.amp else args.precision
     runs = ([('float32', None)] if precision in ('both', 'float32') else []) + \
@@ -102,6 +109,22 @@ def main(argv=None) -> None:
             print(f"{record['dtype']} train step: {record['train_img_per_s']:.1f} img/s, "
                   f"{record['train_img_per_s'] / fp32['train_img_per_s']:.2f}x float32's "
                   f"{fp32['train_img_per_s']:.1f} img/s")
+
+
+def agreement(model, image_size: int, args) -> None:
+    """--bf16-agreement: the figures of :func:`~mimbench.analysis.benchmark.bf16_agreement`, one line a run."""
+    batch_size = args.batch_size or 64
+    print(f'{describe("cpu")}, bf16 units: {has_native_bfloat16("cpu")}, {torch.get_num_threads()} threads, '
+          f'batch {batch_size}, {args.bf16_agreement} AdamW steps from the same weights, images and masks')
+    result = bf16_agreement(model, image_size, batch_size, args.bf16_agreement, log=print)
+    for name, diff in result['vs bf16 torch'].items():
+        print(f"{name:<24} against bf16 torch: largest loss difference {diff['max_loss_diff']:.2e}, "
+              f"weights {diff['weight_diff']:.2e} apart (relative)")
+    if args.json:
+        record = dict(config=args.config, date=date.today().isoformat(), machine=describe('cpu'),
+                      bf16_units=has_native_bfloat16('cpu'), threads=torch.get_num_threads(),
+                      torch=torch.__version__, batch_size=batch_size, **result)
+        Path(args.json).write_text(json.dumps(record, indent=2) + '\n')
 
 
 if __name__ == '__main__':

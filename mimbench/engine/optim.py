@@ -32,6 +32,7 @@ class AutocastOptimWrapper(OptimWrapper):
         self.dtype = torch.bfloat16
         self.attention = attention
         self._checked_units = False
+        self._device_type = None      # set by optim_context from the model's parameters
 
     @contextmanager
     def optim_context(self, model: torch.nn.Module):
@@ -53,7 +54,7 @@ class AutocastOptimWrapper(OptimWrapper):
 
     def backward(self, loss: torch.Tensor, **kwargs) -> None:
         # the backward's products are bf16 too; the forward's precision_context has been left by now
-        with bfloat16_products(getattr(self, '_device_type', 'cpu')):
+        with bfloat16_products(self._device_type or 'cpu'):
             super().backward(loss, **kwargs)
 
 

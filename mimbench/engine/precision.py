@@ -97,14 +97,23 @@ class Float32Products(TorchDispatchMode):
     this runs them at the float32 rate, plus the casts (docs/performance.md). Fused attention kernels
     (``sdpa_kernel``'s flash and friends) round inside themselves and are left to torch; the CPU's bf16
     attention is plain products (:func:`attention_kernel`). The mode sees the operations below autograd, so a
-    backward pass run inside it is covered too."""
+    backward pass run inside it is covered too. Under ``torch.inference_mode`` composite operations arrive
+    whole: one with a bf16 operand that is not a product above is decomposed inside the mode, as autograd would
+    have, so the products it is made of (``conv1d``'s convolution, ``tensordot``'s mm) are seen. Code under
+    this mode runs eagerly: ``torch.compile`` does not trace under a dispatch mode."""
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func in _PRODUCTS:
-            tensors = [x for x in tree_leaves((args, kwargs)) if isinstance(x, torch.Tensor)]
-            if tensors and all(t.dtype == torch.bfloat16 for t in tensors):
-                return _to(torch.bfloat16, func(*_to(torch.float32, args), **_to(torch.float32, kwargs)))
+        tensors = [x for x in tree_leaves((args, kwargs)) if isinstance(x, torch.Tensor)]
+        if any(t.dtype == torch.bfloat16 and t.device.type == 'cpu' for t in tensors):
+            if func in _PRODUCTS:
+                if all(t.dtype == torch.bfloat16 and t.device.type == 'cpu' for t in tensors):
+                    return _to(torch.bfloat16, func(*_to(torch.float32, args), **_to(torch.float32, kwargs)))
+            elif torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), 'CompositeImplicitAutograd'):
+                with self:
+                    out = func.decompose(*args, **kwargs)
+                if out is not NotImplemented:
+                    return out
         return func(*args, **kwargs)
 
 

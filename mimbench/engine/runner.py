@@ -110,7 +110,7 @@ def set_precision(cfg: Config, precision: str, log=print) -> str:
         device = 'cuda' if torch.cuda.is_available() else 'cpu'
         precision = dtype_name(resolve_dtype('auto', device))
         why = ('it computes bfloat16 natively' if precision == 'bfloat16' else
-               'it has no native bfloat16 units, so bfloat16 would be emulated and slower')
+               'it has no native bfloat16 units: bfloat16 would run as float32 products, a little slower')
         log(f'precision auto: {precision} on this {device.upper()} ({why})')
     if precision == 'bfloat16':
         cfg.optim_wrapper.type = 'AutocastOptimWrapper'

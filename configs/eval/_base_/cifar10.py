@@ -10,6 +10,7 @@ data = dict(
 # 247-487 at 500, activations fall out of cache). dtype 'auto' runs a bfloat16 copy of the encoder where the
 # device computes bf16 natively, float32 elsewhere: on an AMD EPYC (Zen 4, AVX512-BF16), bf16 was twice as fast
 # as float32 with the same probe accuracy (micro MAE, linear / kNN top-1: cls 51.2 / 39.8 in bf16 vs 51.4 /
-# 39.7 in fp32; mean 56.7 / 44.1 in both); on a CPU without bf16 units torch emulates it (docs/evaluation.md).
+# 39.7 in fp32; mean 56.7 / 44.1 in both); on a CPU without bf16 units bf16 runs as float32 products, a little
+# slower than float32 (docs/evaluation.md).
 # threads: None uses every core (fastest on an idle machine); 1 when another job shares the machine.
 extract = dict(batch_size=250, dtype='auto', num_workers=0, threads=None)
