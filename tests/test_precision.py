@@ -353,3 +353,16 @@ def test_the_bf16_agreement_benchmark_compares_each_way_of_training_with_torchs_
     # 5.4e-5 against 8.2e-4; over 2 steps at batch 4 of the CAE test model the order turned round)
     assert diff['bf16 float32 products']['max_loss_diff'] < diff['float32']['max_loss_diff'] / 2
     assert 0 < diff['bf16 float32 products']['weight_diff'] and 0 < diff['float32']['weight_diff']
+
+
+def test_the_benchmark_times_and_counts_a_bf16_step_without_torchs_bf16_kernel_on_a_cpu_without_units(
+        counted_products, bf16_kernels):
+    """Its timed steps and its FLOP count run the backward too: each inside the products' mode, as training."""
+    from mimbench.analysis import benchmark_algorithm
+    torch.manual_seed(0)
+    from mimbench.registry import MODELS
+    from mimbench.engine.runner import load_config
+    from pathlib import Path
+    model = MODELS.build(load_config(str(Path(__file__).parent / 'configs/tiny_mae.py')).model)
+    benchmark_algorithm(model, 16, 4, warmup=0, iters=1, amp=True, with_matmul=False)
+    assert 'convolution_backward.default' in counted_products and bf16_kernels == []

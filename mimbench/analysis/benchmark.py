@@ -94,18 +94,17 @@ def matmul_gflops(n: int = 2048, repeats: int = 10, device: str | torch.device =
     2048-size product takes ~15 s, and its rate is the same at 512. A bf16 product runs as training runs it
     (:func:`bfloat16_products`: float32 products of the bf16 operands on a CPU without bf16 units)."""
     device = torch.device(device)
-    def bf16_path():
-        return bfloat16_products(device.type) if dtype == torch.bfloat16 else contextlib.nullcontext()
+    bf16 = dtype == torch.bfloat16
     size = min(256, n)
     while True:
         a, b = torch.randn(size, size, device=device, dtype=dtype), torch.randn(size, size, device=device, dtype=dtype)
-        with bf16_path():
+        with bfloat16_products(device.type, enabled=bf16):
             took = _time_product(a, b, device)
         if size >= n or took >= slow_s:
             break
         size = min(2 * size, n)
     best = took
-    with bf16_path():
+    with bfloat16_products(device.type, enabled=bf16):
         for _ in range(repeats - 1):
             best = min(best, _time_product(a, b, device, warm=False))
     return 2 * size ** 3 / best / 1e9
@@ -178,7 +177,7 @@ def benchmark_algorithm(model: torch.nn.Module, image_size: int, batch_size: int
     momentum_update = getattr(model, 'momentum_update', None)
 
     def backward(value: torch.Tensor) -> None:
-        with bfloat16_products(device.type) if amp else contextlib.nullcontext():    # the backward's too
+        with bfloat16_products(device.type, enabled=amp):    # the backward's too
             value.backward()
 
     def train_step():
@@ -234,7 +233,7 @@ def bf16_agreement(model: torch.nn.Module, image_size: int, batch_size: int = 64
     the weight difference as ``|w - w_ref| / |w_ref|`` after the last step. CPU only; torch's fallback bf16
     kernel makes this take minutes where the CPU has no bf16 units."""
     import copy
-    from mimbench.engine.precision import ExplicitAttention, Float32Products
+    from mimbench.engine.precision import Float32Products
     threads = torch.get_num_threads()
     gen = torch.Generator().manual_seed(0)
     batches = [torch.randn(batch_size, 3, image_size, image_size, generator=gen) for _ in range(steps)]
@@ -252,11 +251,9 @@ def bf16_agreement(model: torch.nn.Module, image_size: int, batch_size: int = 64
             for step, imgs in enumerate(batches):
                 torch.manual_seed(step)          # the same masks in every run
                 optimizer.zero_grad(set_to_none=True)
-                bf16 = dtype == torch.bfloat16
+                # Float32Products by hand: bfloat16_products enters it only where bf16 units are missing
                 with Float32Products() if products else contextlib.nullcontext():
-                    # the CPU's bf16 training step: autocast, attention as plain products (attention_kernel)
-                    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16), \
-                            ExplicitAttention() if bf16 else contextlib.nullcontext():
+                    with precision_context('cpu', dtype, products=False):     # the training step's, less that
                         loss = sum(v for k, v in net.loss(imgs).items() if 'loss' in k)
                     loss.backward()
                 optimizer.step()

@@ -7,6 +7,7 @@ The training step (:class:`~mimbench.engine.optim.AutocastOptimWrapper`) and ``t
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Iterator
 
@@ -85,6 +86,12 @@ def _to(dtype: torch.dtype, tree):
     return tree_map(lambda x: x.to(dtype) if isinstance(x, torch.Tensor) else x, tree)
 
 
+@functools.lru_cache(maxsize=None)
+def _composite(func) -> bool:
+    # cached per operator: the mode asks it of every operation it sees
+    return torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), 'CompositeImplicitAutograd')
+
+
 class Float32Products(TorchDispatchMode):
     """Inside this mode a matrix product or convolution whose tensor operands are all bfloat16 runs as the
     float32 product of those operands, its result rounded to bfloat16; every other operation runs as it is.
@@ -104,12 +111,13 @@ class Float32Products(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        tensors = [x for x in tree_leaves((args, kwargs)) if isinstance(x, torch.Tensor)]
-        if any(t.dtype == torch.bfloat16 and t.device.type == 'cpu' for t in tensors):
-            if func in _PRODUCTS:
-                if all(t.dtype == torch.bfloat16 and t.device.type == 'cpu' for t in tensors):
-                    return _to(torch.bfloat16, func(*_to(torch.float32, args), **_to(torch.float32, kwargs)))
-            elif torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), 'CompositeImplicitAutograd'):
+        product = func in _PRODUCTS
+        if product or _composite(func):          # anything else (most of a training step) passes untouched
+            bf16 = [x.dtype == torch.bfloat16 and x.device.type == 'cpu'
+                    for x in tree_leaves((args, kwargs)) if isinstance(x, torch.Tensor)]
+            if product and bf16 and all(bf16):
+                return _to(torch.bfloat16, func(*_to(torch.float32, args), **_to(torch.float32, kwargs)))
+            if not product and any(bf16):
                 with self:
                     out = func.decompose(*args, **kwargs)
                 if out is not NotImplemented:
@@ -117,26 +125,27 @@ class Float32Products(TorchDispatchMode):
         return func(*args, **kwargs)
 
 
-def bfloat16_products(device_type: str) -> contextlib.AbstractContextManager:
-    """:class:`Float32Products` on a CPU without bf16 units (AVX512-BF16 or AMX), nothing elsewhere: enter it
-    around any forward or backward pass that computes in bfloat16."""
-    if device_type == 'cpu' and not has_native_bfloat16('cpu'):
+def bfloat16_products(device_type: str, enabled: bool = True) -> contextlib.AbstractContextManager:
+    """:class:`Float32Products` on a CPU without bf16 units (AVX512-BF16 or AMX), nothing elsewhere or when not
+    ``enabled`` (as ``torch.autocast``'s): enter it around any forward or backward pass that computes in
+    bfloat16."""
+    if enabled and device_type == 'cpu' and not has_native_bfloat16('cpu'):
         return Float32Products()
     return contextlib.nullcontext()
 
 
 @contextlib.contextmanager
-def precision_context(device_type: str, dtype: torch.dtype = torch.float32, attention: str = 'auto'
-                      ) -> Iterator[None]:
-    """Run a forward pass in ``dtype`` (bfloat16: ``torch.autocast``, its products by :func:`bfloat16_products`;
-    float32: as it is) with the attention :func:`attention_kernel` picks. The backward follows the kernels its
-    forward chose; run it inside :func:`bfloat16_products` too."""
+def precision_context(device_type: str, dtype: torch.dtype = torch.float32, attention: str = 'auto',
+                      products: bool = True) -> Iterator[None]:
+    """Run a forward pass in ``dtype`` (bfloat16: ``torch.autocast``, its products by :func:`bfloat16_products`
+    unless ``products`` is False, which keeps torch's own bf16 kernels to compare with; float32: as it is) with
+    the attention :func:`attention_kernel` picks. The backward follows the kernels its forward chose; run it
+    inside :func:`bfloat16_products` too."""
     kernel = attention_kernel(attention, device_type, dtype)
     with contextlib.ExitStack() as stack:
         if dtype != torch.float32:
             stack.enter_context(torch.autocast(device_type=device_type, dtype=dtype))
-            if dtype == torch.bfloat16:
-                stack.enter_context(bfloat16_products(device_type))
+            stack.enter_context(bfloat16_products(device_type, enabled=products and dtype == torch.bfloat16))
         if kernel == 'explicit':
             stack.enter_context(ExplicitAttention())
         elif kernel is not None:

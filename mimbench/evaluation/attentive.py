@@ -6,7 +6,6 @@ token under-rates them; letting a learned query attend over all patch features m
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -121,7 +120,7 @@ def attentive_probe(train: Features, test: Features, num_classes: int, *, num_he
                    for f in (train, test))
     head.inputs_normalized = True
     try:
-        with bfloat16_products(torch.device(device).type) if run_dtype == torch.bfloat16 else nullcontext():
+        with bfloat16_products(torch.device(device).type, enabled=run_dtype == torch.bfloat16):
             result = train_probe(head, train, test, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
                                  base_lr=base_lr, warmup_epochs=warmup_epochs, seed=seed, threads=threads,
                                  device=device, log=log)

@@ -125,7 +125,7 @@ def extract_features(encoder: nn.Module, preprocessor: nn.Module, dataset: Datas
     labels, done, n = [], 0, len(dataset)
     start = last_log = time.perf_counter()
     with torch.inference_mode(), explicit_attention(model, device.type == 'cpu'), \
-            (bfloat16_products(device.type) if run_dtype == torch.bfloat16 else contextlib.nullcontext()):
+            bfloat16_products(device.type, enabled=run_dtype == torch.bfloat16):
         for imgs, lab in image_batches(dataset, batch_size, num_workers):
             out = model(preprocessor.normalize(imgs.to(device)).to(run_dtype))    # [B, 1 + L, D]
             for pool in pools:

@@ -117,7 +117,7 @@ def evaluate_classifier(model: nn.Module, preprocessor: nn.Module, dataset: Data
     device = next(model.parameters()).device
     correct = total = 0
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
-    with torch.inference_mode(), autocast, bfloat16_products(device.type) if amp else contextlib.nullcontext():
+    with torch.inference_mode(), autocast, bfloat16_products(device.type, enabled=amp):
         for imgs, labels in image_batches(dataset, batch_size, num_workers):
             logits = model(preprocessor.normalize(imgs.to(device, non_blocking=True)))
             correct += (logits.argmax(1).cpu() == labels).sum().item()
