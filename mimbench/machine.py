@@ -41,6 +41,12 @@ def host_info() -> dict:
                 bf16_units=cpu_has_bfloat16_units())
 
 
+def clock_host(entry: dict) -> dict:
+    """The machine of one stretch of a training run, as an entry of its clock's ``hosts`` names it
+    (:class:`~mimbench.engine.hooks.TrainClockHook`), to compare with :func:`host_info`."""
+    return {k: v for k, v in entry.items() if k != 'from_iter'}
+
+
 def describe(device: torch.device | str = 'cpu') -> str:
     """One line for tables and benchmark records: the GPU's name, or ``'<CPU model>, <n> cores'``."""
     device = torch.device(device)

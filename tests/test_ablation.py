@@ -22,6 +22,7 @@ from mimbench.ablation.report import axis_rows, write_report
 from mimbench.ablation.store import ResultStore
 from mimbench.evaluation.encoder import file_sha256
 from mimbench.fileio import read_json, write_json_atomic
+from mimbench.machine import host_info
 from tests.fixtures.records import current_metrics
 from mimbench.ablation.sweep import Outcome, Progress, SweepSpec, run_sweep
 
@@ -441,6 +442,7 @@ def test_a_sweep_writes_one_record_per_cell_and_a_rerun_skips_finished_cells(tin
     assert 0 <= record['metrics']['knn']['accuracy'] <= 100
     assert record['flops_gflops_per_img']['encoder'] > 0 and record['code_version']
     assert record['pretrain']['code_versions'] == [record['code_version']]   # one segment, same code
+    assert record['pretrain']['hosts'] == [dict(record['host'], from_iter=0)]  # one machine
     assert any(line.startswith('[2/2] decoder_depth=2 seed 0') for line in lines)
 
     import mimbench.ablation.execute as execute
@@ -785,6 +787,9 @@ def test_the_store_rate_is_the_median_of_this_hosts_latest_pretrained_cells():
                _timed_record('2026-01-06', 0.1, world_size=4),                 # rank 0's CPU time only
                _timed_record('2026-01-07', None, pretrained=False),
                dict(_timed_record('2026-01-08', 0.1), config_text='this is not a config (')]
+    resumed_here = _timed_record('2026-01-09', 0.1)       # its first stretch ran on another CPU
+    resumed_here['pretrain']['hosts'] = [dict(HERE, model='EPYC', from_iter=0), dict(HERE, from_iter=5)]
+    records.append(resumed_here)
     assert measured_rate(records[:2], {'knn': 'h1'}, host=HERE) is None       # too few cells to say
     rate = measured_rate(records, {'knn': 'h1'}, host=HERE, window=3)
     assert (rate.cells, rate.low, rate.gflops_per_cpu_s, rate.high) == (3, 10.0, 20.0, 40.0)
@@ -967,6 +972,33 @@ def test_the_training_clock_adds_up_the_segments_of_a_resumed_run(tmp_path):
     second = read_json(tmp_path / 'run/train_clock.json')
     assert second['iter'] == 8 and second['segments'] == 2
     assert second['wall_seconds'] > first['wall_seconds'] and second['cpu_seconds'] > first['cpu_seconds']
+    # one machine ran both stretches: one entry, from the first iteration
+    assert first['hosts'] == second['hosts'] == [dict(host_info(), from_iter=0)]
+
+
+def test_the_training_clock_names_each_machine_a_resumed_run_continued_on(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from mimbench.engine import hooks
+    runner = SimpleNamespace(work_dir=str(tmp_path), iter=0, _resume=False)
+    clock = hooks.TrainClockHook()
+    clock.before_train(runner)
+    runner.iter = 300
+    clock.after_train(runner)
+    # killed, resumed on a VM of the same name and size without bf16 units
+    elsewhere = dict(host_info(), bf16_units=not host_info()['bf16_units'])
+    monkeypatch.setattr(hooks, 'host_info', lambda: elsewhere)
+    runner._resume = True
+    clock.before_train(runner)
+    runner.iter = 500
+    clock.after_train(runner)
+    assert read_json(tmp_path / 'train_clock.json')['hosts'] == [dict(host_info(), from_iter=0),
+                                                                  dict(elsewhere, from_iter=300)]
+    # a clock from before machines were named: the first stretch's machine is unknown
+    (tmp_path / 'train_clock.json').write_text('{"iter": 300, "segments": 1, "wall_seconds": 1, "cpu_seconds": 1}')
+    clock.before_train(runner)
+    clock.after_train(runner)
+    assert read_json(tmp_path / 'train_clock.json')['hosts'] == [dict(from_iter=0), dict(elsewhere, from_iter=500)]
 
 
 def test_report_alone_rebuilds_every_scales_tables_and_every_study_from_the_stores(tmp_path, capsys):

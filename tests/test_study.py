@@ -307,6 +307,25 @@ def test_the_report_gives_every_finding_its_effects_verdict_and_the_commands(tmp
         sensitivity_table(data, ('lin_mean',), 0.95)
 
 
+def test_the_report_counts_the_cells_a_cpu_without_bf16_units_computed_in_float32_products(tmp_path):
+    study = _study(tmp_path)
+    stores = {5: _store(tmp_path, 'micro', {'1': [50, 52]}),
+              20: _store(tmp_path, 'micro_bf16_20ep', {'1': [50, 52], '8': [60, 62]})}
+    units, none = (dict(machine='x86_64', cpus=2, model='AMD EPYC', bf16_units=has) for has in (True, False))
+    for record in stores[20].records().values():
+        if record['value'] == '1':       # seed 0 finished without bf16 units; seed 1 only began there
+            hosts = [dict(none, from_iter=0), dict(units, from_iter=100)] if record['seed'] else None
+            stores[20].put(dict(record, host=none if record['seed'] == 0 else units,
+                                pretrain=dict(record['pretrain'], hosts=hosts)))
+        else:
+            stores[20].put(dict(record, host=units,
+                                pretrain=dict(record['pretrain'], hosts=[dict(units, from_iter=0)])))
+    write_study_report(study, tmp_path / 'out', StudyData(study, stores))
+    md = (tmp_path / 'out' / 'tiny_study.md').read_text()
+    assert '| 20 | micro_bf16_20ep | bf16 autocast (2 of 4 cells as float32 products: no bf16 units) |' in md
+    assert '| 5 | micro | fp32 |' in md       # records from before hosts said either way: nothing claimed
+
+
 def test_a_study_takes_its_scales_and_rows_from_its_config_and_says_so_in_one_line():
     out = subprocess.run([sys.executable, 'tools/ablate.py', '--study', 'schedule', '--axis', 'method'],
                          cwd=REPO, capture_output=True, text=True)

@@ -64,10 +64,11 @@ notes = [
     "The 100-epoch cells take their batches on the device data path (whole-batch crops resampled on the GPU, "
     "not rounded to uint8), the CPU schedules per-image crops: each effect is a difference of two rows of one "
     "schedule, but a change between 20 and 100 epochs mixes the length with the data path.",
-    "Cells whose records say host.bf16_units false ran on a CPU without bf16 units, their bf16 products as "
+    "Cells whose records say host.bf16_units false (or name such a host in pretrain.hosts, a resumed "
+    "pretraining's machines) ran, in whole or in part, on a CPU without bf16 units, their bf16 products as "
     "float32 products of the bf16 operands rounded to bf16 (Float32Products): a bf16 unit's arithmetic in "
-    "another summation order, kept in the same cells (docs/results/ablation_protocol.md, 2026-12-07). None "
-    "had finished when the rule was set.",
+    "another summation order, kept in the same cells (docs/results/ablation_protocol.md, 2026-12-07); the "
+    "Schedules table counts them. None had finished when the rule was set.",
     "The scratch row is MAE's architecture at its initialization; CAE's and BEiT-style's encoders add LayerScale "
     "(2,681,472 parameters against 2,679,168), so 'over scratch' is an equal-architecture comparison for MAE "
     "alone.",

@@ -21,7 +21,7 @@ import torch
 from mimbench.ablation.axes import AblationError
 from mimbench.ablation.cells import Cell, Scale, missing_weight_files, readable_copy, record_config, repo_path
 from mimbench.analysis import algorithm_flops, count_flops, matmul_gflops
-from mimbench.machine import host_info
+from mimbench.machine import clock_host, host_info
 from mimbench.registry import ENCODERS, MODELS
 
 
@@ -149,10 +149,15 @@ def measured_rate(records, eval_hashes: dict[str, str], host: dict | None = None
     side by side) changes between sessions. None when fewer than three cells qualify.
 
     Single-process CPU cells only: a DDP record's ``cpu_seconds`` is rank 0's alone, and a GPU cell's CPU time
-    says nothing about its speed. A record this function cannot read is skipped, not fatal: the estimate runs
-    before every sweep."""
+    says nothing about its speed. A cell whose pretraining was resumed on another machine is no rate of
+    either. A record this function cannot read is skipped, not fatal: the estimate runs before every sweep."""
     host = host or host_info()
-    mine = sorted((r for r in records if r and r.get('host') == host), key=lambda r: r.get('finished') or '')
+
+    def ran_here(record: dict) -> bool:
+        stretches = (record.get('pretrain') or {}).get('hosts') or []
+        return record.get('host') == host and all(clock_host(h) == host for h in stretches)
+
+    mine = sorted((r for r in records if r and ran_here(r)), key=lambda r: r.get('finished') or '')
     rates, evals = [], []
     for r in reversed(mine):
         try:

@@ -120,7 +120,7 @@ def train_command(cell: Cell, scale: Scale, config: Path, work_dir: Path, data_r
 def pretrain(cell: Cell, scale: Scale, work_dir: Path, *, data_root: str | None = None, stream: bool = True,
              log: Log = print) -> dict:
     """Pretrain the cell (or resume it) in a child process; returns the summary written to ``pretrain.json``
-    (checkpoint path, iterations, final loss, wall and CPU seconds across resumes)."""
+    (checkpoint path, iterations, final loss, wall and CPU seconds across resumes, the machines it ran on)."""
     from mimbench.engine.checkpoint import pointed_checkpoint, relocated
     done = read_json(work_dir / 'pretrain.json')
     if done is not None:
@@ -151,7 +151,7 @@ def pretrain(cell: Cell, scale: Scale, work_dir: Path, *, data_root: str | None 
     summary = dict(checkpoint=last, iters=clock.get('iter'), final_loss=_last_loss(work_dir),
                    wall_seconds=clock.get('wall_seconds'), cpu_seconds=clock.get('cpu_seconds'),
                    segments=clock.get('segments'), world_size=clock.get('world_size'), max_iters=cell.max_iters,
-                   code_versions=versions)
+                   code_versions=versions, hosts=clock.get('hosts'))
     write_json_atomic(work_dir / 'pretrain.json', summary)
     return summary
 

@@ -360,6 +360,15 @@ class StudyData:
         cells, cpu, _ = _cost(self.all_rows(label))
         return cells, cpu
 
+    def float32_product_cells(self, label: int) -> int:
+        """How many distinct cells at the schedule computed bf16 products, in part or whole, as float32 products
+        (:class:`~mimbench.engine.precision.Float32Products`): finished and evaluated on a CPU without bf16 units,
+        or pretrained on one for a stretch (``pretrain.hosts``)."""
+        def without_units(record: dict) -> bool:
+            hosts = [record.get('host') or {}, *((record.get('pretrain') or {}).get('hosts') or [])]
+            return any(host.get('bf16_units') is False for host in hosts)
+        return len({r['key'] for row in self.all_rows(label) for r in row.records if without_units(r)})
+
 
 def change(earlier: Effect, later: Effect, confidence: float) -> str:
     """Whether an effect moved between two schedules: '+' (``later - earlier`` beyond its ``confidence``
@@ -601,6 +610,9 @@ def write_study_report(study: Study, out_dir: str | Path, data: StudyData | None
         total_cells, total_cpu = total_cells + cells, total_cpu + cpu
         precision = ('bf16 autocast' if scale.cfg.get('amp') else 'fp32') + \
             (', device data path' if scale.cfg.get('device_data') else '')
+        if products := data.float32_product_cells(label):
+            precision += f' ({products} of {cells} cells as float32 products: no bf16 units)'
+
         lines.append(f'| {label} | {scale.name} | {precision} | {"; ".join(kinds[0])} | {"; ".join(kinds[1])} '
                      f'| {cells} | {cpu:.2f} |')
     lines += ['', f'Total: {total_cells} cells, {total_cpu:.2f} CPU-hours of pretraining (process time).', '',

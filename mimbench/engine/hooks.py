@@ -8,6 +8,7 @@ from mmengine.dist import get_rank, get_world_size
 from mmengine.hooks import Hook
 
 from mimbench.fileio import read_json, write_json_atomic
+from mimbench.machine import clock_host, host_info
 from mimbench.registry import HOOKS
 
 
@@ -44,6 +45,12 @@ class TrainClockHook(Hook):
     it is rewritten atomically every ``interval`` iterations and at the end of training. Time spent after
     the last write of a killed segment is not counted; time spent on iterations that a resume repeats is
     (it was spent).
+
+    It also holds ``hosts``: the machine of each stretch of the run (rank 0's :func:`host_info` and the
+    ``from_iter`` it took over at), a new entry where a resume lands on another machine. A resumed bf16 run
+    may have computed its first iterations with bf16 units and the rest as float32 products, at another
+    speed; the machine that finishes a run cannot say that alone. A clock written before ``hosts`` existed
+    starts the list with ``{'from_iter': 0}``: machine unknown.
     """
 
     priority = 'VERY_LOW'
@@ -61,6 +68,10 @@ class TrainClockHook(Hook):
         self._base_wall = float(saved.get('wall_seconds', 0.0))
         self._base_cpu = float(saved.get('cpu_seconds', 0.0))
         self._segments = int(saved.get('segments', 0)) + 1
+        self._hosts = list(saved.get('hosts') or ([dict(from_iter=0)] if saved else []))
+        here = host_info()
+        if not self._hosts or clock_host(self._hosts[-1]) != here:
+            self._hosts.append(dict(here, from_iter=runner.iter))
         self._start_wall = time.perf_counter()
         self._start_cpu = time.process_time()
 
@@ -70,7 +81,7 @@ class TrainClockHook(Hook):
         write_json_atomic(self._path(runner), dict(
             wall_seconds=round(self._base_wall + time.perf_counter() - self._start_wall, 2),
             cpu_seconds=round(self._base_cpu + time.process_time() - self._start_cpu, 2),
-            iter=runner.iter, segments=self._segments, world_size=get_world_size()))
+            iter=runner.iter, segments=self._segments, world_size=get_world_size(), hosts=self._hosts))
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if self.every_n_train_iters(runner, self.interval):
