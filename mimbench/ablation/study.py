@@ -612,7 +612,6 @@ def write_study_report(study: Study, out_dir: str | Path, data: StudyData | None
             (', device data path' if scale.cfg.get('device_data') else '')
         if products := data.float32_product_cells(label):
             precision += f' ({products} of {cells} cells as float32 products: no bf16 units)'
-
         lines.append(f'| {label} | {scale.name} | {precision} | {"; ".join(kinds[0])} | {"; ".join(kinds[1])} '
                      f'| {cells} | {cpu:.2f} |')
     lines += ['', f'Total: {total_cells} cells, {total_cpu:.2f} CPU-hours of pretraining (process time).', '',
