@@ -355,6 +355,19 @@ def test_the_bf16_agreement_benchmark_compares_each_way_of_training_with_torchs_
     assert 0 < diff['bf16 float32 products']['weight_diff'] and 0 < diff['float32']['weight_diff']
 
 
+@pytest.mark.parametrize('flags, named', [(['--compile'], '--compile'), (['--iters', '5'], '--iters'),
+                                          (['--precision', 'float32', '--profile', '2'], '--precision, --profile'),
+                                          (['--device', 'cuda'], '--device')])
+def test_the_bf16_agreement_benchmark_refuses_the_timing_flags_it_would_ignore(capsys, flags, named):
+    from pathlib import Path
+    from mimbench.cli import benchmark as tool
+    config = str(Path(__file__).parent / 'configs/tiny_mae.py')
+    with pytest.raises(SystemExit) as exit_:
+        tool.main([config, '--bf16-agreement', '2', *flags])
+    assert str(exit_.value).startswith(f'error: --bf16-agreement trains its own fixed runs on the CPU and takes no '
+                                       f'{named};')
+
+
 def test_the_benchmark_times_and_counts_a_bf16_step_without_torchs_bf16_kernel_on_a_cpu_without_units(
         counted_products, bf16_kernels):
     """Its timed steps and its FLOP count run the backward too: each inside the products' mode, as training."""

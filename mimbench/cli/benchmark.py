@@ -35,8 +35,8 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('config')
     p.add_argument('--batch-size', type=int, help="default: 8 for 224 px inputs, else the config's batch size")
-    p.add_argument('--iters', type=int, default=10, help='timed steps (median reported)')
-    p.add_argument('--warmup', type=int, default=3)
+    p.add_argument('--iters', type=int, help='timed steps (median reported; default 10)')
+    p.add_argument('--warmup', type=int, help='untimed steps first (default 3)')
     p.add_argument('--precision', choices=('both', 'float32', 'bfloat16'), default='both',
                    help="'both' (default): float32 and bfloat16 autocast side by side, their ratio last")
     p.add_argument('--amp', action='store_true', help='the same as --precision bfloat16')
@@ -59,6 +59,16 @@ def main(argv=None) -> None:
                         'each run ends from torch\'s bf16 (CPU only; minutes where the CPU has no bf16 units)')
     p.add_argument('--json', help='also write the figures to this file')
     args = p.parse_args(argv)
+    if args.bf16_agreement:
+        # its runs are fixed (float32, torch's bf16, float32 products) on the CPU: a timing flag would be ignored
+        timing = dict(iters=args.iters is not None, warmup=args.warmup is not None,
+                      precision=args.precision != 'both', amp=args.amp, attention=args.attention != ['auto'],
+                      device=args.device not in (None, 'cpu'), compile=args.compile, profile=bool(args.profile))
+        if given := [f'--{flag}' for flag, set_ in timing.items() if set_]:
+            sys.exit(f'error: --bf16-agreement trains its own fixed runs on the CPU and takes no {", ".join(given)}; '
+                     f'it takes --batch-size, --threads, --cfg-options, --pixel-target and --json')
+    args.iters = 10 if args.iters is None else args.iters
+    args.warmup = 3 if args.warmup is None else args.warmup
 
     if args.threads:
         torch.set_num_threads(args.threads)
