@@ -999,6 +999,11 @@ def test_the_training_clock_names_each_machine_a_resumed_run_continued_on(tmp_pa
     clock.before_train(runner)
     clock.after_train(runner)
     assert read_json(tmp_path / 'train_clock.json')['hosts'] == [dict(from_iter=0), dict(elsewhere, from_iter=500)]
+    # a run resumed past its first iteration without any clock: the same
+    (tmp_path / 'train_clock.json').unlink()
+    clock.before_train(runner)
+    clock.after_train(runner)
+    assert read_json(tmp_path / 'train_clock.json')['hosts'] == [dict(from_iter=0), dict(elsewhere, from_iter=500)]
 
 
 def test_report_alone_rebuilds_every_scales_tables_and_every_study_from_the_stores(tmp_path, capsys):

@@ -308,10 +308,16 @@ def test_the_report_gives_every_finding_its_effects_verdict_and_the_commands(tmp
 
 
 def test_the_report_counts_the_cells_a_cpu_without_bf16_units_computed_in_float32_products(tmp_path):
-    study = _study(tmp_path)
+    study = _study(tmp_path, STUDY.replace("20: 'micro_bf16_20ep'}",
+                                           "20: 'micro_bf16_20ep', 100: 'micro_bf16_device_100ep'}"))
     stores = {5: _store(tmp_path, 'micro', {'1': [50, 52]}),
-              20: _store(tmp_path, 'micro_bf16_20ep', {'1': [50, 52], '8': [60, 62]})}
+              20: _store(tmp_path, 'micro_bf16_20ep', {'1': [50, 52], '8': [60, 62]}),
+              100: _store(tmp_path, 'micro_bf16_device_100ep', {'1': [50]})}
     units, none = (dict(machine='x86_64', cpus=2, model='AMD EPYC', bf16_units=has) for has in (True, False))
+    for label in (5, 100):      # fp32 pretraining, and a GPU's: their host CPU computed no bf16 product there
+        for record in stores[label].records().values():
+            stores[label].put(dict(record, host=none if label == 100 else units,
+                                   pretrain=dict(record['pretrain'], hosts=[dict(none, from_iter=0)])))
     for record in stores[20].records().values():
         if record['value'] == '1':       # seed 0 finished without bf16 units; seed 1 only began there
             hosts = [dict(none, from_iter=0), dict(units, from_iter=100)] if record['seed'] else None
@@ -323,7 +329,7 @@ def test_the_report_counts_the_cells_a_cpu_without_bf16_units_computed_in_float3
     write_study_report(study, tmp_path / 'out', StudyData(study, stores))
     md = (tmp_path / 'out' / 'tiny_study.md').read_text()
     assert '| 20 | micro_bf16_20ep | bf16 autocast (2 of 4 cells as float32 products: no bf16 units) |' in md
-    assert '| 5 | micro | fp32 |' in md       # records from before hosts said either way: nothing claimed
+    assert '| 5 | micro | fp32 |' in md and '| 100 | micro_bf16_device_100ep | bf16 autocast, device data path |' in md
 
 
 def test_a_study_takes_its_scales_and_rows_from_its_config_and_says_so_in_one_line():

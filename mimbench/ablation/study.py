@@ -362,10 +362,18 @@ class StudyData:
 
     def float32_product_cells(self, label: int) -> int:
         """How many distinct cells at the schedule computed bf16 products, in part or whole, as float32 products
-        (:class:`~mimbench.engine.precision.Float32Products`): finished and evaluated on a CPU without bf16 units,
-        or pretrained on one for a stretch (``pretrain.hosts``)."""
+        (:class:`~mimbench.engine.precision.Float32Products`): evaluated (the probes compute in bf16 at every
+        micro scale) on a CPU without bf16 units, or, at a bf16 schedule, pretrained on one for a stretch
+        (``pretrain.hosts``). None at a schedule run on a GPU (``device_data``), whose host CPU computed no
+        product."""
+        scale = self.study.scale(label)
+        if scale.cfg.get('device_data'):
+            return 0
+
         def without_units(record: dict) -> bool:
-            hosts = [record.get('host') or {}, *((record.get('pretrain') or {}).get('hosts') or [])]
+            hosts = [record.get('host') or {}]
+            if scale.cfg.get('amp'):
+                hosts += (record.get('pretrain') or {}).get('hosts') or []
             return any(host.get('bf16_units') is False for host in hosts)
         return len({r['key'] for row in self.all_rows(label) for r in row.records if without_units(r)})
 

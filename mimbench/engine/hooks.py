@@ -49,8 +49,8 @@ class TrainClockHook(Hook):
     It also holds ``hosts``: the machine of each stretch of the run (rank 0's :func:`host_info` and the
     ``from_iter`` it took over at), a new entry where a resume lands on another machine. A resumed bf16 run
     may have computed its first iterations with bf16 units and the rest as float32 products, at another
-    speed; the machine that finishes a run cannot say that alone. A clock written before ``hosts`` existed
-    starts the list with ``{'from_iter': 0}``: machine unknown.
+    speed; the machine that finishes a run cannot say that alone. A run resumed from a clock written before
+    ``hosts`` existed (or from none) starts the list with ``{'from_iter': 0}``: machine unknown.
     """
 
     priority = 'VERY_LOW'
@@ -68,7 +68,8 @@ class TrainClockHook(Hook):
         self._base_wall = float(saved.get('wall_seconds', 0.0))
         self._base_cpu = float(saved.get('cpu_seconds', 0.0))
         self._segments = int(saved.get('segments', 0)) + 1
-        self._hosts = list(saved.get('hosts') or ([dict(from_iter=0)] if saved else []))
+        # a run resumed past iteration 0 without a clock of hosts (an older clock, or none) ran there unrecorded
+        self._hosts = list(saved.get('hosts') or ([dict(from_iter=0)] if saved or runner.iter else []))
         here = host_info()
         if not self._hosts or clock_host(self._hosts[-1]) != here:
             self._hosts.append(dict(here, from_iter=runner.iter))
