@@ -456,6 +456,28 @@ def test_a_sweep_writes_one_record_per_cell_and_a_rerun_skips_finished_cells(tin
     assert lines[0].startswith('2 cells: 2 already in')
 
 
+def test_a_sweep_passes_on_its_evaluations_progress_after_the_cell_and_column(tiny, tmp_path, monkeypatch):
+    """An evaluation can run for hours (fine-tuning a 20-epoch cell here: 3 hours): the sweep's output shows its
+    epochs as it does pretraining's iterations (rate-limited: the next test)."""
+    import mimbench.ablation.execute as execute
+    monkeypatch.setattr(execute, 'EVALUATION_PROGRESS_S', 0.0)
+    cells = expand(tiny, ['decoder_depth'], 1, ['1'])
+    lines = []
+    run_sweep(cells, _spec(tmp_path, evaluations=('lin',)), log=lines.append)
+    epochs = [line for line in lines if line.startswith('  decoder_depth=1 seed 0: lin epoch ')]
+    assert epochs and epochs[-1].startswith('  decoder_depth=1 seed 0: lin epoch 3/3  loss ')
+
+
+def test_an_evaluations_progress_lines_are_passed_on_at_most_once_a_minute():
+    import mimbench.ablation.execute as execute
+    clock = iter([0.0, 30.0, 59.9, 60.0, 200.0])
+    lines = []
+    progress = execute.evaluation_progress(lines.append, 'mae seed 0: ft', clock=lambda: next(clock))
+    for i in range(5):
+        progress(f'  iter {i}')
+    assert lines == ['  mae seed 0: ft iter 0', '  mae seed 0: ft iter 3', '  mae seed 0: ft iter 4']
+
+
 def test_a_hand_made_evaluation_of_a_cell_whose_work_dir_is_gone_is_adopted_only_if_it_is_that_cells_column(
         tmp_path, capsys):
     """The ft column of the 20-epoch MAE cell was run by hand (tools/eval.py, calibrating the recipe) on a work

@@ -27,7 +27,7 @@ rows = dict(
 )
 # Fine-tuning of the method axis at 20 epochs, one seed (the ft column; the recipe of
 # configs/eval/finetune_micro.py, calibrated on the 20-epoch default cell before the other methods were
-# fine-tuned). About 72 CPU-minutes a cell.
+# fine-tuned). About 72 CPU-minutes a cell where the CPU has bf16 units, 3.3 hours where it has not.
 finetune = dict(axis='method', values=['scratch', 'mae', 'cae', 'beit'], seeds=1)
 # What runs first: the spread at every schedule, then every row's first seed at 20 epochs and the method
 # axis's fine-tuning there, then the second seed at 20 (a row's own spread: until then its verdict leans on

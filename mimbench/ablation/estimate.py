@@ -20,6 +20,7 @@ import torch
 
 from mimbench.ablation.axes import AblationError
 from mimbench.ablation.cells import Cell, Scale, missing_weight_files, readable_copy, record_config, repo_path
+from mimbench.ablation.store import pretrain_hosts
 from mimbench.analysis import algorithm_flops, count_flops, matmul_gflops
 from mimbench.machine import clock_host, host_info
 from mimbench.registry import ENCODERS, MODELS
@@ -154,8 +155,7 @@ def measured_rate(records, eval_hashes: dict[str, str], host: dict | None = None
     host = host or host_info()
 
     def ran_here(record: dict) -> bool:
-        stretches = (record.get('pretrain') or {}).get('hosts') or []
-        return record.get('host') == host and all(clock_host(h) == host for h in stretches)
+        return record.get('host') == host and all(clock_host(h) == host for h in pretrain_hosts(record))
 
     mine = sorted((r for r in records if r and ran_here(r)), key=lambda r: r.get('finished') or '')
     rates, evals = [], []

@@ -278,6 +278,26 @@ def evaluate_cell(cell: Cell, scale: Scale, work_dir: Path, name: str, checkpoin
     return record
 
 
+# Seconds between two progress lines of one evaluation in a sweep's output: a probe logs every few seconds, a
+# fine-tuning every 50 iterations, pretraining (whose lines the sweep passes on whole) every 20.
+EVALUATION_PROGRESS_S = 60.0
+
+
+def evaluation_progress(log: Log, prefix: str, clock: Callable[[], float] = time.monotonic) -> Log:
+    """A log for one evaluation of a sweep: its lines (epochs, iterations, ETA) go on to ``log`` after
+    ``prefix``, at most one per ``EVALUATION_PROGRESS_S``, so that an hours-long fine-tuning shows it is alive
+    without a probe flooding the sweep's output."""
+    last = -float('inf')
+
+    def forward(msg: str) -> None:
+        nonlocal last
+        now = clock()
+        if now - last >= EVALUATION_PROGRESS_S:
+            last = now
+            log(f'  {prefix} {msg.strip()}')
+    return forward
+
+
 # Eval-config keys that say how a run is carried out, not what it computes; and recipe keys a record's hparams
 # name differently.
 _RUNTIME_KEYS = {'data_root', 'data', 'extract', 'protocol', 'num_workers', 'threads', 'log_interval'}
@@ -456,7 +476,8 @@ def _run_cell(cell, scale, store, work_dir, evaluations, record, *, data_root, s
     extract_s = time.perf_counter() - extract_start + (record or {}).get('extract_seconds', 0.0)
     for name in missing:
         log(f'  {cell.name}: evaluating {name}')
-        result = evaluate_cell(cell, scale, work_dir, name, checkpoint, data_root=data_root, log=lambda msg: None)
+        progress = evaluation_progress(log, f'{cell.name}: {name}') if stream else (lambda msg: None)
+        result = evaluate_cell(cell, scale, work_dir, name, checkpoint, data_root=data_root, log=progress)
         # per column: a column added to a finished cell runs on newer code than the record's other columns
         metrics[name] = dict(accuracy=result['accuracy'], wall_time_s=result['wall_time_s'],
                              eval_hash=result['eval_hash'], code_version=code_version())

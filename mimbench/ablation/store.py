@@ -59,6 +59,13 @@ class ResultStore:
         return {p.stem: read_json(p) for p in sorted(self.root.glob('*.json')) if not p.name.startswith('.')}
 
 
+def pretrain_hosts(record: dict) -> list[dict]:
+    """The machines that pretrained a record's cell, in order, each ``host_info()`` with the iteration it took
+    over at (``from_iter``; see :class:`~mimbench.engine.hooks.TrainClockHook`); ``[]`` for a cell without
+    pretraining and for records from before the training clock named them."""
+    return (record.get('pretrain') or {}).get('hosts') or []
+
+
 def _same_run(a: dict | None, b: dict | None) -> bool:
     """Whether two ``pretrain`` summaries describe one run: equal but for where the checkpoint lies (a path
     relative to one checkout or absolute in another; a work root may move between checkouts)."""

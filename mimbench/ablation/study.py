@@ -32,7 +32,7 @@ from mimbench.ablation.axes import AblationError, get_axis
 from mimbench.ablation.cells import Scale, load_named_config, make_cell
 from mimbench.paths import configs_dir
 from mimbench.ablation.report import METRIC_NAMES, Row, _cost, axis_rows
-from mimbench.ablation.store import ResultStore
+from mimbench.ablation.store import ResultStore, pretrain_hosts
 from mimbench.fileio import save_figure, write_text_atomic
 
 SPREAD_AXIS, SPREAD_VALUE = 'method', 'mae'     # the default cell, reached through the method axis
@@ -373,7 +373,7 @@ class StudyData:
         def without_units(record: dict) -> bool:
             hosts = [record.get('host') or {}]
             if scale.cfg.get('amp'):
-                hosts += (record.get('pretrain') or {}).get('hosts') or []
+                hosts += pretrain_hosts(record)
             return any(host.get('bf16_units') is False for host in hosts)
         return len({r['key'] for row in self.all_rows(label) for r in row.records if without_units(r)})
 
