@@ -923,6 +923,18 @@ def test_the_mask_token_table_sets_the_whole_models_flops_ratio_beside_the_encod
     assert 'whole' in axis.finding and '3.3x' in axis.finding
 
 
+@pytest.mark.parametrize('name', sorted(p.stem for p in (REPO / 'configs/ablation').glob('*.py')))
+def test_every_scales_tables_state_its_pretraining_epochs_once(name, tmp_path):
+    """The note under a table adds the epochs to the scale's description, which must not say them again."""
+    from mimbench.ablation.report import axis_table
+    scale, axis = Scale.load(name), get_axis('mask_sampling')
+    note = next(line for line in axis_table(scale, axis, axis_rows(scale, axis, ResultStore(tmp_path))).splitlines()
+                if line.startswith('Ours: '))
+    ours = note.split(' Paper: ')[0]
+    epochs = scale.cfg.pretrain_options.get('train_cfg.max_epochs')
+    assert ours.count('pretraining epochs') == 1 and f', {epochs} pretraining epochs per cell,' in ours
+
+
 def test_a_metric_of_an_earlier_evaluation_recipe_is_not_read_and_the_table_says_so(tiny, tmp_path):
     # an edited eval config is a new eval hash: a sweep re-evaluates the cells it runs, and until then the old
     # recipe's numbers must not be averaged with the new one's

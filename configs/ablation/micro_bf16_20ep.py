@@ -6,6 +6,6 @@
 # (*_micro_bf16_20ep.md).
 _base_ = ['micro_bf16.py']
 scale = 'micro_bf16_20ep'
-description = 'ViT micro (6 blocks x 192, patch 4) on CIFAR-10 at 32 px, bf16 autocast, 20 pretraining epochs'
+description = 'ViT micro (6 blocks x 192, patch 4) on CIFAR-10 at 32 px, bf16 autocast'
 pretrain_options = {'train_cfg.max_epochs': 20}
 seeds = 2

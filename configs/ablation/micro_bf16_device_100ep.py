@@ -7,6 +7,6 @@
 _base_ = ['micro_bf16_device.py']
 scale = 'micro_bf16_device_100ep'
 description = ('ViT micro (6 blocks x 192, patch 4) on CIFAR-10 at 32 px, bf16 autocast, batches augmented on '
-               'the device, 100 pretraining epochs')
+               'the device')
 pretrain_options = {'train_cfg.max_epochs': 100}
 seeds = 2
