@@ -836,6 +836,18 @@ def test_a_dry_run_on_a_busy_machine_says_its_times_are_too_long(monkeypatch):
     assert 'OMP_NUM_THREADS=1 lets torch use 1 of 2 cores' in estimate.busy_note(threads=1)
 
 
+def test_a_slow_measured_rate_is_shown_to_two_significant_digits_not_as_zero(monkeypatch):
+    from mimbench.ablation import estimate
+    from mimbench.ablation.cells import Scale
+    scale = Scale.load('micro')
+    monkeypatch.setattr(estimate, 'busy_note', lambda threads: '')
+    for measured, shown in ((0.37, 'measured 0.37 GFLOP/s'), (3.14, 'measured 3.1 GFLOP/s'),
+                            (123.4, 'measured 123 GFLOP/s')):
+        monkeypatch.setattr(estimate, 'matmul_gflops', lambda *a, **k: measured)
+        rate, source = estimate.device_gflops(scale)
+        assert shown in source and rate == measured * scale.cfg.get('efficiency', 0.5)
+
+
 def test_progress_reports_cells_done_and_an_eta():
     lines = []
     progress = Progress(total=4, already=1, workers=1, estimate_s=600, log=lines.append)

@@ -49,7 +49,9 @@ def device_gflops(scale: Scale) -> tuple[float, str]:
     # an amp scale pretrains in bf16: its steps run at the bf16 rate (2.2x fp32's on a CPU with bf16 units)
     dtype = torch.bfloat16 if scale.cfg.get('amp') else torch.float32
     rate = matmul_gflops(repeats=3, device=device, dtype=dtype)
-    source = (f'{eff:.0%} of this machine\'s measured {rate:.0f} GFLOP/s {device} matmul rate '
+    # two significant digits below 10: a rate measured under load (a few GFLOP/s) read "0 GFLOP/s"
+    shown = f'{rate:.0f}' if rate >= 10 else f'{rate:.2g}'
+    source = (f'{eff:.0%} of this machine\'s measured {shown} GFLOP/s {device} matmul rate '
               f'({"bf16" if scale.cfg.get("amp") else "fp32"})')
     if device == 'cpu':
         source += busy_note(torch.get_num_threads())
