@@ -163,16 +163,38 @@ def test_the_matmul_rate_stops_growing_the_size_once_a_product_is_slow(monkeypat
     import mimbench.analysis.benchmark as benchmark
     sizes = []
 
-    def fake_product(a, b, device, warm=True):
+    def fake_product(a, b, device, warm=True, clock=None):
         sizes.append(a.shape[0])
         return 2 * a.shape[0] ** 3 / 1e9 if a.shape[0] >= 512 else 0.001    # 1 GFLOP/s from 512 up
     monkeypatch.setattr(benchmark, '_time_product', fake_product)
     assert benchmark.matmul_gflops(n=2048, repeats=3) == pytest.approx(1.0)
     assert max(sizes) == 512
     sizes.clear()
-    monkeypatch.setattr(benchmark, '_time_product', lambda a, b, device, warm=True: sizes.append(a.shape[0]) or 1e-4)
+    monkeypatch.setattr(benchmark, '_time_product',
+                        lambda a, b, device, warm=True, clock=None: sizes.append(a.shape[0]) or 1e-4)
     benchmark.matmul_gflops(n=2048, repeats=3)
     assert max(sizes) == 2048
+
+
+def test_a_cores_matmul_rate_counts_its_cpu_time_not_the_wall_clock_other_work_stretches(monkeypatch):
+    import time
+    import mimbench.analysis.benchmark as benchmark
+    ticks = iter(range(10 ** 6))
+    # a wall clock on which every product seems to take a whole second, as when other processes hold the cores
+    monkeypatch.setattr(benchmark.time, 'perf_counter', lambda: float(next(ticks)))
+    threads = torch.get_num_threads()
+    seen = []
+    real_product = benchmark._time_product
+
+    def product(a, b, device, warm=True, clock=time.perf_counter):
+        seen.append(torch.get_num_threads())
+        return real_product(a, b, device, warm, clock)
+    monkeypatch.setattr(benchmark, '_time_product', product)
+    assert benchmark.matmul_gflops(n=512, repeats=2) < 0.3          # 2 x 512^3 flops "in a second"
+    assert benchmark.matmul_gflops(n=512, repeats=2, per_core=True) > 1.0
+    assert seen[-1] == 1 and torch.get_num_threads() == threads     # one thread, and the count restored after
+    with pytest.raises(ValueError, match='per_core'):
+        benchmark.matmul_gflops(device='meta', per_core=True)
 
 
 @pytest.mark.parametrize('has_units, lines', [(False, 1), (True, 0)])

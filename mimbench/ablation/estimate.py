@@ -48,19 +48,25 @@ def device_gflops(scale: Scale) -> tuple[float, str]:
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     # an amp scale pretrains in bf16: its steps run at the bf16 rate (2.2x fp32's on a CPU with bf16 units)
     dtype = torch.bfloat16 if scale.cfg.get('amp') else torch.float32
-    rate = matmul_gflops(repeats=3, device=device, dtype=dtype)
-    # two significant digits below 10: a rate measured under load (a few GFLOP/s) read "0 GFLOP/s"
-    shown = f'{rate:.0f}' if rate >= 10 else f'{rate:.2g}'
-    source = (f'{eff:.0%} of this machine\'s measured {shown} GFLOP/s {device} matmul rate '
-              f'({"bf16" if scale.cfg.get("amp") else "fp32"})')
-    if device == 'cpu':
-        source += busy_note(torch.get_num_threads())
-    return rate * eff, source
+    precision = 'bf16' if scale.cfg.get('amp') else 'fp32'
+    if device == 'cuda':
+        rate = matmul_gflops(repeats=3, device=device, dtype=dtype)
+        return rate * eff, f'{eff:.0%} of this machine\'s measured {rate:.0f} GFLOP/s cuda matmul rate ({precision})'
+    # a CPU's rate per core of CPU time: its wall-clock rate, measured beside running cells, read 0.4 to 23
+    # GFLOP/s between a study's steps and made its estimates hundreds of times too long
+    threads = torch.get_num_threads()
+    core = matmul_gflops(n=1024, repeats=3, dtype=dtype, per_core=True)   # its rate at 2048 is the same
+    # two significant digits below 10: a slow rate must not read "0 GFLOP/s"
+    shown = f'{core:.0f}' if core >= 10 else f'{core:.2g}'
+    source = (f'{eff:.0%} of this machine\'s measured cpu matmul rate ({precision}), {shown} GFLOP/s a core '
+              f'x {threads} thread{"s" if threads > 1 else ""}')
+    return core * threads * eff, source + busy_note(threads)
 
 
 def busy_note(threads: int) -> str:
-    """A warning for the estimate's header when the rate was measured beside other work or with threads
-    capped by OMP_NUM_THREADS: either makes the rate low and every time estimate too long."""
+    """What the estimate's header says of the times when the machine is busy or torch's threads are capped by
+    OMP_NUM_THREADS. The rate is measured in CPU time, so load does not lower it: the times are an idle
+    machine's at ``threads`` threads, and work running beside the cells makes them take longer."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
     try:
         load = os.getloadavg()[0]
@@ -68,11 +74,13 @@ def busy_note(threads: int) -> str:
         load = 0.0
     notes = []
     if load > 0.5 * cores:
-        notes.append(f'load average {load:.1f} on {cores} cores: other work slowed the measurement')
+        notes.append(f'load average {load:.1f} on {cores} cores: the times below are an idle machine\'s; beside '
+                     f'that work the cells take longer')
     capped = os.environ.get('OMP_NUM_THREADS', '')
     if capped.isdigit() and int(capped) < cores:
-        notes.append(f'OMP_NUM_THREADS={capped} lets torch use {threads} of {cores} cores')
-    return f' [{"; ".join(notes)}: the times below are too long for an idle run]' if notes else ''
+        notes.append(f'OMP_NUM_THREADS={capped} lets torch use {threads} of {cores} cores: the times below are '
+                     f'for {threads} thread{"s" if threads > 1 else ""}')
+    return f' [{"; ".join(notes)}]' if notes else ''
 
 
 def build_cell_model(cell: Cell, cfg):
