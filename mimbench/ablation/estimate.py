@@ -55,7 +55,8 @@ def device_gflops(scale: Scale) -> tuple[float, str]:
     # a CPU's rate per core of CPU time: its wall-clock rate, measured beside running cells, read 0.4 to 23
     # GFLOP/s between a study's steps and made its estimates hundreds of times too long
     threads = torch.get_num_threads()
-    core = matmul_gflops(n=1024, repeats=3, dtype=dtype, per_core=True)   # its rate at 2048 is the same
+    # 1,024-size products keep the measurement near a quarter of a CPU-second; 2,048 reads a little higher
+    core = matmul_gflops(n=1024, repeats=3, dtype=dtype, per_core=True)
     # two significant digits below 10: a slow rate must not read "0 GFLOP/s"
     shown = f'{core:.0f}' if core >= 10 else f'{core:.2g}'
     source = (f'{eff:.0%} of this machine\'s measured cpu matmul rate ({precision}), {shown} GFLOP/s a core '

@@ -97,7 +97,7 @@ def matmul_gflops(n: int = 2048, repeats: int = 10, device: str | torch.device =
     ``per_core`` (CPU only): one thread's GFLOP per second of its own CPU time. Other processes take CPU time
     from the measurement without lowering that rate, so it holds on a busy machine: beside two training cells
     on the 2-core AVX2 EPYC (2026-12-07) the wall-clock rate read 0.4 to 23 GFLOP/s from one call to the next,
-    one thread's CPU-time rate 44-50."""
+    one thread's CPU-time rate 44-59 (the headers of ``tools/ablate.py --dry-run``)."""
     device = torch.device(device)
     if per_core and device.type != 'cpu':
         raise ValueError(f'per_core measures a CPU thread, not {device}')
