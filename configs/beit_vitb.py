@@ -3,12 +3,14 @@
 # (0.9, 0.999) wd 0.05, grad clip 3.0, layer scale 0.1, drop path 0.1, colour jitter 0.4 + flip +
 # RandomResizedCrop (0.08, 1), 10 warmup epochs then cosine, 800 epochs. Our tokenizer (downsample 16: one token
 # per patch, the grid BEiT gets from DALL-E's 8x tokenizer on a half-resolution view) replaces DALL-E's:
-# train it first with configs/tokenizer_imagenet.py. Positions are fixed sin-cos, not relative position bias.
+# train it first with configs/tokenizer_imagenet.py. Positions are BEiT's: one relative position bias shared by
+# the blocks, no absolute positions (the authors' default --rel_pos_bias, no --abs_pos_emb).
 _base_ = ['_base_/runtime.py', '_base_/data_imagenet.py']
 
 model = dict(
     type='BEiT',
-    encoder=dict(type='ViT', arch='base', img_size=224, patch_size=16, drop_path_rate=0.1, layer_scale_init=0.1),
+    encoder=dict(type='ViT', arch='base', img_size=224, patch_size=16, drop_path_rate=0.1, layer_scale_init=0.1,
+                 rel_pos_bias=True),
     head=dict(type='LinearHead'),
     masker=dict(type='BlockMasker', num_masked=75, min_block_patches=16),
     target=dict(type='TokenTarget', checkpoint='work_dirs/tokenizer_imagenet/tokenizer.pth'),

@@ -64,7 +64,7 @@ def test_beit_vitb_states_the_beit_v1_recipe():
     cfg = load_config(str(CONFIGS / 'beit_vitb.py'))
     m = cfg.model
     assert (m.type, m.masker.num_masked, m.masker.min_block_patches, m.head.type) == ('BEiT', 75, 16, 'LinearHead')
-    assert (m.encoder.layer_scale_init, m.encoder.drop_path_rate) == (0.1, 0.1)
+    assert (m.encoder.layer_scale_init, m.encoder.drop_path_rate, m.encoder.rel_pos_bias) == (0.1, 0.1, True)
     assert (cfg.optim_wrapper.optimizer.lr, cfg.train_cfg.max_epochs, cfg.param_scheduler[0].end) == (1.5e-3, 800, 10)
     assert cfg.train_dataloader.dataset.pipeline[0] == dict(type='ColorJitter', brightness=0.4, contrast=0.4,
                                                            saturation=0.4, hue=0.0)

@@ -442,6 +442,18 @@ def test_layer_wise_decay_gives_each_block_its_own_lr():
     assert wd_of['encoder.blocks.1.norm1.weight'] == 0.0
 
 
+def test_layer_wise_decay_puts_a_shared_relative_position_bias_with_the_head_as_beit_does():
+    from mimbench.registry import ENCODERS
+    vit = ENCODERS.build(dict(type='ViT', arch='micro', img_size=16, patch_size=4, embed_dim=32, depth=3,
+                              num_heads=2, rel_pos_bias=True))
+    model = Classifier(vit, 10)
+    groups = layer_decay_groups(model, layer_decay=0.5, weight_decay=0.05)
+    table = vit.rel_pos_bias.relative_position_bias_table
+    group = next(g for g in groups if any(p is table for p in g['params']))
+    # BEiT's get_num_layer_for_vit gives 'rel_pos_bias' the head's layer; it is a matrix, decayed as BEiT does
+    assert group['lr_scale'] == 1.0 and group['weight_decay'] == 0.05
+
+
 def test_warmup_then_cosine():
     factors = [warmup_cosine(s, 100, 10) for s in range(100)]
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)

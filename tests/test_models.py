@@ -1,4 +1,6 @@
 """The encoder, decoder, patch helpers and pixel targets: shapes and the guarantees MAE relies on."""
+from functools import partial
+
 import pytest
 import torch
 
@@ -187,3 +189,78 @@ def test_pixel_loss_counts_removed_patches_only():
     pred = patchify(imgs, 4).clone()
     pred[mask] += 1.0                            # off by one on every removed value
     assert target.loss(pred, imgs, mask).item() == pytest.approx(1.0)
+
+
+def _beit_vit(**kw):
+    enc = micro_vit(rel_pos_bias=True, layer_scale_init=0.1, **kw)
+    with torch.no_grad():       # a learned bias, not the zero it starts from, so that every entry is checked
+        enc.rel_pos_bias.relative_position_bias_table.normal_()
+    return enc
+
+
+def test_relative_position_bias_replaces_the_absolute_positions_and_draws_no_other_weight():
+    torch.manual_seed(0)
+    plain = micro_vit()
+    torch.manual_seed(0)
+    beit = micro_vit(rel_pos_bias=True)
+    assert torch.all(beit.pos_embed == 0) and torch.any(plain.pos_embed != 0)
+    theirs = beit.state_dict()
+    assert set(theirs) - set(plain.state_dict()) == {'rel_pos_bias.relative_position_bias_table'}
+    assert all(torch.equal(v, theirs[k]) for k, v in plain.state_dict().items() if k != 'pos_embed')
+    assert torch.all(theirs['rel_pos_bias.relative_position_bias_table'] == 0)      # BEiT starts it at zero
+    assert plain.attention_bias() is None
+
+
+def test_relative_position_bias_encoder_computes_what_timms_beit_computes_with_a_shared_bias():
+    from timm.models.beit import Beit
+
+    ours = _beit_vit().eval()
+    theirs = Beit(img_size=32, patch_size=4, embed_dim=192, depth=2, num_heads=3, init_values=0.1, num_classes=0,
+                  global_pool='token', use_abs_pos_emb=False, use_shared_rel_pos_bias=True,
+                  norm_layer=partial(torch.nn.LayerNorm, eps=1e-6)).eval()
+    state = {}
+    for name, value in ours.state_dict().items():
+        if name == 'pos_embed':
+            continue
+        name = name.replace('.ls1.gamma', '.gamma_1').replace('.ls2.gamma', '.gamma_2')
+        if name.endswith('attn.qkv.bias'):     # BEiT's attention has no key bias: ours is zero there
+            q_bias, k_bias, v_bias = value.chunk(3)
+            state[name.replace('qkv.bias', 'q_bias')], state[name.replace('qkv.bias', 'v_bias')] = q_bias, v_bias
+            assert torch.all(k_bias == 0)
+            continue
+        state[name] = value
+    theirs.load_state_dict(state, strict=True)
+    imgs = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(ours(imgs), theirs.forward_features(imgs), rtol=1e-5, atol=1e-5)
+    assert torch.equal(ours.forward_features(imgs), ours(imgs))
+    with pytest.raises(NotImplementedError, match='relative position bias'):
+        ours.forward_intermediates(imgs)
+
+
+def test_a_subset_of_patches_reads_the_relative_bias_of_its_own_positions():
+    # Encoding only the kept patches is attention over all patches with the others' keys masked out: the kept
+    # tokens then see the same keys, biases and positions, and every other operation is per token.
+    enc = _beit_vit().eval()
+    imgs = torch.randn(2, 3, 32, 32)
+    ids_keep = split_indices(RandomMasker(enc.grid, ratio=0.75)(2)).ids_keep                # [B, 16]
+    kept = torch.cat([torch.zeros(2, 1, dtype=torch.long), ids_keep + 1], dim=1)            # [B, 17], cls first
+    keys = torch.full((2, 1, 1, 65), float('-inf')).scatter(3, kept[:, None, None], 0.0)    # 0 for kept keys
+    x = torch.cat([enc.cls_token.expand(2, -1, -1), enc.patch_embed(imgs)], dim=1)
+    for block in enc.blocks:
+        x = block(x, attn_mask=enc.attention_bias() + keys)
+    expected = enc.norm(x).gather(1, kept[..., None].expand(-1, -1, 192))
+    torch.testing.assert_close(enc.forward_visible(imgs, ids_keep), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_relative_position_bias_trains_through_gradient_checkpointing_alike():
+    enc = _beit_vit()
+    imgs = torch.randn(2, 3, 32, 32)
+    ids_keep = split_indices(RandomMasker(enc.grid, ratio=0.5)(2)).ids_keep
+    grads = []
+    for checkpointing in (False, True):
+        enc.set_grad_checkpointing(checkpointing)
+        enc.zero_grad()
+        enc.forward_visible(imgs, ids_keep).square().mean().backward()
+        grads.append(enc.rel_pos_bias.relative_position_bias_table.grad.clone())
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[1], grads[0])

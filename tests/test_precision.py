@@ -59,6 +59,17 @@ def test_explicit_attention_is_torchs_attention_and_leaves_masked_calls_to_torch
         assert torch.equal(F.scaled_dot_product_attention(q, k, v, attn_mask=mask), masked)   # torch's, untouched
 
 
+def test_explicit_attention_adds_a_float_mask_to_the_logits_as_torch_does():
+    # a relative position bias arrives as a float attn_mask [H, Lq, Lk] (BEiT): it stays on plain products
+    q = torch.randn(2, 3, 17, 8, requires_grad=True)
+    bias = torch.randn(3, 17, 17)
+    expected = F.scaled_dot_product_attention(q, q, q, attn_mask=bias)
+    with ExplicitAttention():
+        out = F.scaled_dot_product_attention(q, q, q, attn_mask=bias)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    assert 'SoftmaxBackward0' in _graph_names(out) and 'BmmBackward0' in _graph_names(out)
+
+
 def test_the_automatic_attention_kernel_depends_on_device_and_precision():
     assert attention_kernel('auto', 'cpu', torch.bfloat16) == 'explicit'
     assert attention_kernel('auto', 'cpu', torch.float32) is None

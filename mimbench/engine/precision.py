@@ -47,28 +47,34 @@ def attention_kernel(name: str, device_type: str, dtype: torch.dtype) -> SDPBack
     return ATTENTION_KERNELS[name]
 
 
-def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None = None
-                       ) -> torch.Tensor:
-    """``softmax(q k^T * scale) v`` for ``q [B, H, Lq, d]``, ``k, v [B, H, Lk, d]`` -> ``[B, H, Lq, d]``; scale
-    defaults to ``1 / sqrt(d)``, as in ``F.scaled_dot_product_attention``. Each product runs in the autocast
-    precision; the softmax in what autocast gives it."""
+def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None = None,
+                       bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``softmax(q k^T * scale + bias) v`` for ``q [B, H, Lq, d]``, ``k, v [B, H, Lk, d]`` -> ``[B, H, Lq, d]``;
+    scale defaults to ``1 / sqrt(d)``, as in ``F.scaled_dot_product_attention``, whose float ``attn_mask`` is
+    ``bias`` (broadcast to ``[B, H, Lq, Lk]``, e.g. a relative position bias). Each product runs in the autocast
+    precision; the softmax in what autocast gives it (float32 where the bias is)."""
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-    return ((q * scale) @ k.transpose(-2, -1)).softmax(dim=-1) @ v
+    logits = (q * scale) @ k.transpose(-2, -1)
+    if bias is not None:
+        logits = logits + bias
+    return logits.softmax(dim=-1) @ v
 
 
 class ExplicitAttention(TorchFunctionMode):
-    """Inside this mode every ``F.scaled_dot_product_attention`` call without a mask, dropout, causal or
-    grouped-query option runs as :func:`explicit_attention`; other calls keep torch's kernels. A mode reaches
-    every attention (timm's blocks, our cross-attention) without changing a module."""
+    """Inside this mode every ``F.scaled_dot_product_attention`` call without a boolean mask, dropout, causal or
+    grouped-query option runs as :func:`explicit_attention` (a float mask is an additive bias there); other calls
+    keep torch's kernels. A mode reaches every attention (timm's blocks, our cross-attention) without changing a
+    module."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is F.scaled_dot_product_attention:
             q, k, v, *rest = args
             options = dict(zip(('attn_mask', 'dropout_p', 'is_causal', 'scale', 'enable_gqa'), rest), **kwargs)
-            if (options.get('attn_mask') is None and not options.get('dropout_p') and not options.get('is_causal')
-                    and not options.get('enable_gqa')):
-                return explicit_attention(q, k, v, options.get('scale'))
+            mask = options.get('attn_mask')
+            if ((mask is None or mask.is_floating_point()) and not options.get('dropout_p')
+                    and not options.get('is_causal') and not options.get('enable_gqa')):
+                return explicit_attention(q, k, v, options.get('scale'), mask)
         return func(*args, **kwargs)
 
 

@@ -19,6 +19,9 @@ def timm_model_args(encoder: nn.Module) -> tuple[str, dict]:
     """A timm model name and keyword arguments that construct the same architecture as ``encoder``: the
     arguments our ``ViT`` passed to timm's ``VisionTransformer`` (``encoder.timm_kwargs``: no head,
     ``global_pool='token'`` pools the [cls] token as MAE's linear probe does)."""
+    if getattr(encoder, 'rel_pos_bias', None) is not None:
+        raise ValueError("an encoder with rel_pos_bias (BEiT's relative position bias) has no timm "
+                         'VisionTransformer counterpart: timm builds it as a Beit, whose attention has no key bias')
     kwargs = dict(encoder.timm_kwargs)
     return _TIMM_NAMES.get(kwargs['embed_dim'], 'vit_base_patch16_224'), kwargs
 

@@ -5,9 +5,10 @@ from functools import partial
 
 import torch
 from timm.layers import DropPath
-from timm.models import checkpoint_seq
+from timm.models.beit import RelativePositionBias
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from mimbench.masking.indices import gather_tokens
 from mimbench.models.init import init_vit_weights
@@ -43,19 +44,24 @@ class ViT(VisionTransformer):
       * :meth:`forward` ``(imgs)``: all patches, nothing masked (evaluation). Unlike timm's ``forward`` it
         returns the tokens (timm's ``forward_features``), not a pooled head output: pooling is the probe's.
 
-    The positions are a buffer, not a parameter (fixed, as in MAE); its [cls] row is zero.
+    The positions are a buffer, not a parameter (fixed, as in MAE); its [cls] row is zero. With
+    ``rel_pos_bias=True`` they are BEiT's instead: no absolute positions (the buffer is zero) and one learned
+    relative position bias ``[H, 1 + L, 1 + L]`` (timm's ``RelativePositionBias``, zero at init, [cls] rows and
+    columns of their own) added to the attention logits of every block, as BEiT v1 pretrains with its default
+    ``--rel_pos_bias``. A subset of patches (``forward_visible``) reads the bias of its own positions.
 
     Args:
         arch: one of :data:`ARCHS`; ``embed_dim``/``depth``/``num_heads`` override its values.
         img_size, patch_size, in_chans: input geometry; the grid is ``img_size // patch_size`` per side.
         drop_path_rate: stochastic depth, linearly increasing over the blocks.
         layer_scale_init: initial value of timm's LayerScale (None: no layer scale).
+        rel_pos_bias: BEiT's shared relative position bias in place of the sin-cos positions.
     """
 
     def __init__(self, arch: str = 'base', img_size: int = 224, patch_size: int = 16, in_chans: int = 3,
                  embed_dim: int | None = None, depth: int | None = None, num_heads: int | None = None,
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_path_rate: float = 0.0,
-                 layer_scale_init: float | None = None, use_mask_token: bool = False):
+                 layer_scale_init: float | None = None, use_mask_token: bool = False, rel_pos_bias: bool = False):
         if arch not in ARCHS:
             raise ValueError(f"unknown ViT arch '{arch}'; choose one of {', '.join(ARCHS)}")
         if img_size % patch_size:
@@ -79,8 +85,11 @@ class ViT(VisionTransformer):
         self.num_patches = self.grid[0] * self.grid[1]
 
         self.mask_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if use_mask_token else None
+        # Built before the weights are drawn only where it is asked for: an encoder without it draws the same
+        # random stream as every stored run.
+        self.rel_pos_bias = RelativePositionBias(self.grid, num_heads) if rel_pos_bias else None
         del self.pos_embed      # timm's attribute is None with pos_embed='none'; ours is a fixed buffer
-        self.register_buffer('pos_embed', sincos_pos_embed_2d(embed_dim, self.grid, cls_token=True)[None])
+        self.register_buffer('pos_embed', self._positions())
         # Stochastic depth rates as Python floats (timm rounds them through a float32 linspace): the drop
         # decisions of every stored run stay the same.
         for i, block in enumerate(self.blocks):
@@ -96,7 +105,14 @@ class ViT(VisionTransformer):
         """Draw the weights again with MAE's initialization (timm's modes do not apply: the positions are a
         fixed code, and every algorithm here starts from MAE's init)."""
         init_vit_weights(self)
-        self.pos_embed.copy_(sincos_pos_embed_2d(self.embed_dim, self.grid, cls_token=True)[None])
+        self.pos_embed.copy_(self._positions())
+        if self.rel_pos_bias is not None:
+            self.rel_pos_bias.reset_parameters()
+
+    def _positions(self) -> torch.Tensor:
+        """The absolute positions ``[1, 1 + L, D]``: sin-cos, or zero where the relative bias replaces them."""
+        pos = sincos_pos_embed_2d(self.embed_dim, self.grid, cls_token=True)[None]
+        return pos.zero_() if self.rel_pos_bias is not None else pos
 
     def set_input_size(self, *args, **kwargs):
         raise NotImplementedError('the positions are a fixed sin-cos code for the grid the ViT was built with: '
@@ -106,17 +122,32 @@ class ViT(VisionTransformer):
         """``[B, C, H, W]`` -> patch embeddings with positions added, ``[B, L, D]``."""
         return self.patch_embed(imgs) + self.pos_embed[:, 1:]
 
-    def _encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Prepend cls, run the blocks, normalize: ``[B, N, D]`` -> ``[B, 1 + N, D]``."""
+    def attention_bias(self, ids_keep: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The relative position bias the blocks add to their attention logits: ``[1, H, 1 + L, 1 + L]`` for
+        all patches, ``[B, H, 1 + N, 1 + N]`` for the patches at ``ids_keep [B, N]`` (with [cls] first); None
+        without ``rel_pos_bias``."""
+        if self.rel_pos_bias is None:
+            return None
+        if ids_keep is None:
+            return self.rel_pos_bias()[None]
+        tokens = torch.cat([ids_keep.new_zeros(ids_keep.shape[0], 1), ids_keep + 1], dim=1)     # [B, 1 + N]
+        index = self.rel_pos_bias.relative_position_index[tokens[:, :, None], tokens[:, None, :]]
+        return self.rel_pos_bias.relative_position_bias_table[index].permute(0, 3, 1, 2)      # [B, H, 1+N, 1+N]
+
+    def _encode(self, x: torch.Tensor, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Prepend cls, run the blocks, normalize: ``[B, N, D]`` -> ``[B, 1 + N, D]``; ``ids_keep [B, N]``
+        says which patches ``x`` holds (None: all, in order), for the relative position bias."""
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
         x = torch.cat([cls, x], dim=1)
-        if self.grad_checkpointing and not torch.jit.is_scripting():
-            return self.norm(checkpoint_seq(self.blocks, x))
-        return self.norm(self.blocks(x))
+        bias = self.attention_bias(ids_keep)
+        checkpointed = self.grad_checkpointing and torch.is_grad_enabled()
+        for block in self.blocks:
+            x = checkpoint(block, x, bias, use_reentrant=False) if checkpointed else block(x, attn_mask=bias)
+        return self.norm(x)
 
     def forward_visible(self, imgs: torch.Tensor, ids_keep: torch.Tensor) -> torch.Tensor:
         """Encode only the patches at ``ids_keep [B, N]``: returns ``[B, 1 + N, D]``."""
-        return self._encode(gather_tokens(self._embed(imgs), ids_keep))
+        return self._encode(gather_tokens(self._embed(imgs), ids_keep), ids_keep)
 
     def forward_masked(self, imgs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Encode all patches with [M] where ``mask [B, L]`` is True: returns ``[B, 1 + L, D]``."""
@@ -129,6 +160,18 @@ class ViT(VisionTransformer):
     def forward(self, imgs: torch.Tensor) -> torch.Tensor:
         """Encode every patch (evaluation): ``[B, C, H, W]`` -> ``[B, 1 + L, D]``."""
         return self._encode(self._embed(imgs))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """timm's name for :meth:`forward` (timm's own runs its blocks without the relative position bias)."""
+        if self.rel_pos_bias is None:
+            return super().forward_features(x)
+        return self.forward(x)
+
+    def forward_intermediates(self, *args, **kwargs):
+        if self.rel_pos_bias is not None:
+            raise NotImplementedError("timm's forward_intermediates runs the blocks without the relative position "
+                                      'bias; read the blocks with forward hooks instead')
+        return super().forward_intermediates(*args, **kwargs)
 
     def no_weight_decay(self) -> set[str]:
         return super().no_weight_decay() | {'mask_token'}
