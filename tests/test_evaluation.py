@@ -448,10 +448,12 @@ def test_layer_wise_decay_puts_a_shared_relative_position_bias_with_the_head_as_
                               num_heads=2, rel_pos_bias=True))
     model = Classifier(vit, 10)
     groups = layer_decay_groups(model, layer_decay=0.5, weight_decay=0.05)
-    table = vit.rel_pos_bias.relative_position_bias_table
-    group = next(g for g in groups if any(p is table for p in g['params']))
-    # BEiT's get_num_layer_for_vit gives 'rel_pos_bias' the head's layer; it is a matrix, decayed as BEiT does
-    assert group['lr_scale'] == 1.0 and group['weight_decay'] == 0.05
+    group_of = lambda param: next(g for g in groups if any(p is param for p in g['params']))  # noqa: E731
+    table = group_of(vit.rel_pos_bias.relative_position_bias_table)
+    # BEiT's get_num_layer_for_vit gives 'rel_pos_bias' the head's layer (no layer of its own above the head's,
+    # which would decay every other layer once more); it is a matrix, decayed as BEiT does
+    assert table['lr_scale'] == group_of(model.head.weight)['lr_scale'] == 1.0 and table['weight_decay'] == 0.05
+    assert sorted({g['lr_scale'] for g in groups}) == [0.5 ** k for k in range(4, -1, -1)]    # stem, 3 blocks, head
 
 
 def test_warmup_then_cosine():

@@ -252,6 +252,19 @@ def test_a_subset_of_patches_reads_the_relative_bias_of_its_own_positions():
     torch.testing.assert_close(enc.forward_visible(imgs, ids_keep), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_timms_layer_decay_puts_the_relative_position_bias_with_the_top_layer():
+    from timm.optim import param_groups_layer_decay
+
+    scales = {}
+    for rel_pos_bias in (False, True):
+        enc = micro_vit(rel_pos_bias=rel_pos_bias)
+        groups = param_groups_layer_decay(enc, layer_decay=0.5)
+        scales[rel_pos_bias] = {n: g['lr_scale'] for g in groups for p in g['params']
+                                for n, q in enc.named_parameters() if q is p}
+    table = scales[True].pop('rel_pos_bias.relative_position_bias_table')
+    assert scales[True] == scales[False] and table == scales[False]['norm.weight'] == 1.0
+
+
 def test_relative_position_bias_trains_through_gradient_checkpointing_alike():
     enc = _beit_vit()
     imgs = torch.randn(2, 3, 32, 32)

@@ -35,9 +35,9 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     try:
         loaded = load_encoder(args.checkpoint, args.config)
+        payload = export_payload(loaded.encoder, loaded.checkpoint)
     except USER_ERRORS as err:      # a missing or mismatched checkpoint: one line, not a traceback
         sys.exit(f'error: {err}')
-    payload = export_payload(loaded.encoder, loaded.checkpoint)
     out = Path(args.out)
     with atomic_path(out) as tmp:
         torch.save(payload, tmp)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.overrides import TorchFunctionMode
+from torch.overrides import TorchFunctionMode, _get_current_function_mode_stack
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves, tree_map
 
@@ -157,3 +157,22 @@ def precision_context(device_type: str, dtype: torch.dtype = torch.float32, atte
         elif kernel is not None:
             stack.enter_context(sdpa_kernel(kernel))
         yield
+
+
+def forward_modes_again() -> tuple[contextlib.AbstractContextManager, contextlib.AbstractContextManager]:
+    """A ``context_fn`` for ``torch.utils.checkpoint.checkpoint``: the recomputation in the backward runs under
+    the torch-function modes its forward ran under (:class:`ExplicitAttention`). The backward does not see them,
+    so a checkpointed block would recompute its attention with torch's kernel, whose saved tensors torch then
+    refuses as different from the forward's."""
+    modes = _get_current_function_mode_stack()
+
+    @contextlib.contextmanager
+    def again():
+        active = _get_current_function_mode_stack()
+        with contextlib.ExitStack() as stack:
+            for mode in modes:
+                if not any(mode is other for other in active):
+                    stack.enter_context(mode)
+            yield
+
+    return contextlib.nullcontext(), again()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from mimbench.errors import MimbenchError
 from mimbench.evaluation.encoder import PRETRAINING_ONLY
 
 # timm entry points by width: each sets embed_dim and num_heads, and every other argument is passed explicitly.
@@ -20,8 +21,8 @@ def timm_model_args(encoder: nn.Module) -> tuple[str, dict]:
     arguments our ``ViT`` passed to timm's ``VisionTransformer`` (``encoder.timm_kwargs``: no head,
     ``global_pool='token'`` pools the [cls] token as MAE's linear probe does)."""
     if getattr(encoder, 'rel_pos_bias', None) is not None:
-        raise ValueError("an encoder with rel_pos_bias (BEiT's relative position bias) has no timm "
-                         'VisionTransformer counterpart: timm builds it as a Beit, whose attention has no key bias')
+        raise MimbenchError("export writes timm's VisionTransformer, which has no relative position bias: an "
+                            'encoder pretrained with rel_pos_bias=True (BEiT) cannot be exported to it')
     kwargs = dict(encoder.timm_kwargs)
     return _TIMM_NAMES.get(kwargs['embed_dim'], 'vit_base_patch16_224'), kwargs
 

@@ -59,7 +59,8 @@ class Classifier(nn.Module):
     def group_matcher(self, coarse: bool = False) -> dict:
         """timm's layer grouping (see :func:`layer_decay_groups`). As in MAE's fine-tuning, the encoder's final
         norm is in the head's layer (timm's own ViT matcher puts it with the last block), and so is a shared
-        relative position bias, where BEiT's layer decay puts it (``get_num_layer_for_vit``)."""
+        relative position bias, where BEiT's layer decay puts a shared one (``get_num_layer_for_vit``; BEiT's
+        fine-tuning itself copies it into each block by default, docs/fidelity.md)."""
         return dict(stem=r'^encoder\.(?:cls_token|mask_token|pos_embed|patch_embed)',
                     blocks=r'^encoder\.blocks\.(\d+)', head=r'^encoder\.(?:norm|rel_pos_bias)|^fc_norm|^head')
 

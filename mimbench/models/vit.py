@@ -10,6 +10,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from mimbench.engine.precision import forward_modes_again
 from mimbench.masking.indices import gather_tokens
 from mimbench.models.init import init_vit_weights
 from mimbench.models.patches import sincos_pos_embed_2d
@@ -33,7 +34,8 @@ class ViT(VisionTransformer):
     Being timm's class, it has timm's parameter names (``patch_embed.proj``, ``cls_token``,
     ``pos_embed [1, 1 + L, D]``, ``blocks.i``, ``norm``), ``group_matcher`` (layer-wise lr decay through
     ``timm.optim.param_groups_layer_decay``), ``set_grad_checkpointing``, ``forward_features`` and
-    ``forward_intermediates``, and its weights load into ``timm.create_model(name, **encoder.timm_kwargs)``.
+    ``forward_intermediates``, and its weights load into ``timm.create_model(name, **encoder.timm_kwargs)``
+    (with ``rel_pos_bias`` they do not, and ``forward_intermediates`` is refused: timm's class has no such bias).
 
     Three forward paths, all returning ``[B, 1 + N, D]`` with the cls token first:
       * :meth:`forward_visible` ``(imgs, ids_keep)``: only the patches at ``ids_keep [B, N]`` enter the
@@ -115,7 +117,7 @@ class ViT(VisionTransformer):
         return pos.zero_() if self.rel_pos_bias is not None else pos
 
     def set_input_size(self, *args, **kwargs):
-        raise NotImplementedError('the positions are a fixed sin-cos code for the grid the ViT was built with: '
+        raise NotImplementedError('the positions are fixed to the grid the ViT was built with: '
                                   'build a new ViT with the new img_size (its weights load, positions aside)')
 
     def _embed(self, imgs: torch.Tensor) -> torch.Tensor:
@@ -142,7 +144,8 @@ class ViT(VisionTransformer):
         bias = self.attention_bias(ids_keep)
         checkpointed = self.grad_checkpointing and torch.is_grad_enabled()
         for block in self.blocks:
-            x = checkpoint(block, x, bias, use_reentrant=False) if checkpointed else block(x, attn_mask=bias)
+            x = (checkpoint(block, x, bias, use_reentrant=False, context_fn=forward_modes_again) if checkpointed
+                 else block(x, attn_mask=bias))
         return self.norm(x)
 
     def forward_visible(self, imgs: torch.Tensor, ids_keep: torch.Tensor) -> torch.Tensor:
@@ -166,6 +169,14 @@ class ViT(VisionTransformer):
         if self.rel_pos_bias is None:
             return super().forward_features(x)
         return self.forward(x)
+
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """timm's grouping, the relative position bias in the top layer with the final norm (where BEiT's layer
+        decay puts a shared bias)."""
+        matcher = super().group_matcher(coarse)
+        if self.rel_pos_bias is not None:
+            matcher['blocks'] = [*matcher['blocks'], (r'^rel_pos_bias', (99999,))]
+        return matcher
 
     def forward_intermediates(self, *args, **kwargs):
         if self.rel_pos_bias is not None:
