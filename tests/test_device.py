@@ -83,3 +83,35 @@ def test_fine_tuning_on_the_gpu_trains_and_reports_the_device(tmp_path):
     record = evaluate('finetune', str(tmp_path / 'ckpt.pth'), eval_cfg=eval_config('finetune', amp=True),
                       max_iters=3, device='cuda', out=str(tmp_path / 'ft.json'))
     assert record['device'].startswith('cuda:0 (') and record['hparams']['iters'] == 3
+
+
+@pytest.mark.parametrize('device', ['cpu', pytest.param('cuda', marks=pytest.mark.cuda)])
+def test_the_relative_position_bias_trains_in_bf16_as_in_float32(device):
+    # BEiT's bias reaches every block as a float attention mask that needs a gradient, and torch's fused GPU
+    # kernels differ in which masks they take: whichever kernel runs, bf16 gives float32's gradient up to rounding
+    from mimbench.engine.optim import AutocastOptimWrapper
+    from mimbench.models import ViT
+
+    torch.manual_seed(0)
+    enc = ViT(arch='micro', img_size=32, patch_size=4, depth=2, rel_pos_bias=True, use_mask_token=True)
+    table = enc.rel_pos_bias.relative_position_bias_table
+    with torch.no_grad():
+        table.normal_(std=0.5)
+    imgs, ids_keep = torch.randn(8, 3, 32, 32), torch.arange(0, 64, 4).expand(8, -1)
+    mask = torch.rand(8, 64, generator=torch.Generator().manual_seed(0)) < 0.4
+
+    readout = torch.randn(192)      # a fixed direction: the tokens are layer-normed, their squares sum to ~D
+
+    def loss():     # both paths: a subset's own entries (MAE, CAE) and all patches with [M] (BEiT)
+        return ((enc.forward_visible(imgs, ids_keep).float() @ readout).square().mean()
+                + (enc.forward_masked(imgs, mask).float() @ readout).square().mean())
+    loss().backward()
+    expected = table.grad.clone()
+    enc.zero_grad()
+    enc.to(device)
+    imgs, ids_keep, mask, readout = imgs.to(device), ids_keep.to(device), mask.to(device), readout.to(device)
+    wrapper = AutocastOptimWrapper(optimizer=torch.optim.SGD(enc.parameters(), lr=0.1))
+    with wrapper.optim_context(enc):
+        bf16 = loss()
+    wrapper.backward(bf16)
+    assert (table.grad.cpu() - expected).norm() < 0.05 * expected.norm()     # 1.2% on the AVX2 EPYC, 2026-12-07
