@@ -4,14 +4,15 @@
 # RandomResizedCrop (0.08, 1), 10 warmup epochs then cosine, 800 epochs. Our tokenizer (downsample 16: one token
 # per patch, the grid BEiT gets from DALL-E's 8x tokenizer on a half-resolution view) replaces DALL-E's:
 # train it first with configs/tokenizer_imagenet.py. Positions are BEiT's: one relative position bias shared by
-# the blocks, no absolute positions (the authors' default --rel_pos_bias, no --abs_pos_emb).
+# the blocks, no absolute positions (the authors' default --rel_pos_bias, no --abs_pos_emb). Init is BEiT's:
+# normals of std 0.02 cut at ±0.02 (encoder and head), each block's output projections divided by sqrt(2 * layer).
 _base_ = ['_base_/runtime.py', '_base_/data_imagenet.py']
 
 model = dict(
     type='BEiT',
     encoder=dict(type='ViT', arch='base', img_size=224, patch_size=16, drop_path_rate=0.1, layer_scale_init=0.1,
-                 rel_pos_bias=True),
-    head=dict(type='LinearHead'),
+                 rel_pos_bias=True, weight_init='beit'),
+    head=dict(type='LinearHead', init_cutoff=0.02),
     masker=dict(type='BlockMasker', num_masked=75, min_block_patches=16),
     target=dict(type='TokenTarget', checkpoint='work_dirs/tokenizer_imagenet/tokenizer.pth'),
     data_preprocessor={{_base_.data_preprocessor}},

@@ -65,6 +65,7 @@ def test_beit_vitb_states_the_beit_v1_recipe():
     m = cfg.model
     assert (m.type, m.masker.num_masked, m.masker.min_block_patches, m.head.type) == ('BEiT', 75, 16, 'LinearHead')
     assert (m.encoder.layer_scale_init, m.encoder.drop_path_rate, m.encoder.rel_pos_bias) == (0.1, 0.1, True)
+    assert (m.encoder.weight_init, m.head.init_cutoff) == ('beit', 0.02)
     assert (cfg.optim_wrapper.optimizer.lr, cfg.train_cfg.max_epochs, cfg.param_scheduler[0].end) == (1.5e-3, 800, 10)
     assert cfg.train_dataloader.dataset.pipeline[0] == dict(type='ColorJitter', brightness=0.4, contrast=0.4,
                                                            saturation=0.4, hue=0.0)

@@ -133,6 +133,8 @@ def test_bad_encoder_arguments_name_the_problem():
         ViT(arch='micro', img_size=30, patch_size=4)
     with pytest.raises(ValueError, match='num_heads'):
         ViT(arch='micro', img_size=32, patch_size=4, num_heads=5)
+    with pytest.raises(ValueError, match="weight_init 'xavier'; choose one of mae, beit"):
+        ViT(arch='micro', img_size=32, patch_size=4, weight_init='xavier')
 
 
 def test_encoder_sizes_match_the_papers():
@@ -277,3 +279,65 @@ def test_relative_position_bias_trains_through_gradient_checkpointing_alike():
         grads.append(enc.rel_pos_bias.relative_position_bias_table.grad.clone())
     assert grads[0].abs().sum() > 0
     torch.testing.assert_close(grads[1], grads[0])
+
+
+def _assert_beit_draw(weight, bound, rel=0.05):
+    """BEiT's trunc_normal_(std=s) cuts at ±s: every value inside, the std of a unit normal cut at ±1 times s."""
+    from scipy.stats import truncnorm
+
+    assert weight.abs().max() <= bound
+    assert weight.std().item() == pytest.approx(truncnorm(-1, 1).std() * bound, rel=rel)
+
+
+def test_beit_init_cuts_every_normal_at_one_std_and_damps_each_blocks_residual_outputs_by_its_depth():
+    torch.manual_seed(0)
+    enc = ViT(arch='micro', img_size=32, patch_size=4, depth=4, layer_scale_init=0.1, use_mask_token=True,
+              rel_pos_bias=True, weight_init='beit')
+    for _ in range(2):     # at construction, and when drawn again (init_weights keeps the encoder's own rule)
+        _assert_beit_draw(enc.patch_embed.proj.weight, 0.02)
+        for token in (enc.cls_token, enc.mask_token):
+            _assert_beit_draw(token, 0.02, rel=0.2)     # 192 values: a 3.5% standard error
+        for layer, block in enumerate(enc.blocks, start=1):
+            _assert_beit_draw(block.attn.qkv.weight, 0.02)
+            _assert_beit_draw(block.mlp.fc1.weight, 0.02)
+            # fix_init_weight: the two projections that write into the residual stream, / sqrt(2 * layer)
+            _assert_beit_draw(block.attn.proj.weight, 0.02 / (2 * layer) ** 0.5)
+            _assert_beit_draw(block.mlp.fc2.weight, 0.02 / (2 * layer) ** 0.5)
+            assert torch.all(block.ls1.gamma == 0.1) and torch.all(block.ls2.gamma == 0.1)
+        for name, param in enc.named_parameters():
+            if name.endswith('.bias') or 'rel_pos_bias' in name:
+                assert torch.all(param == 0), name
+            if name.startswith('norm.') or '.norm' in name:
+                assert torch.all(param == (1 if name.endswith('weight') else 0)), name
+        with torch.no_grad():
+            for param in enc.parameters():
+                param.normal_()
+        enc.init_weights()
+
+
+def test_mae_init_stays_every_encoders_default_and_draws_what_every_stored_run_drew():
+    torch.manual_seed(0)
+    default = micro_vit()
+    # the draws of this seed since before weight_init existed (torch 2.14.1's generator)
+    assert default.cls_token[0, 0, :3].tolist() == [0.03430992737412453, 0.018014565110206604, -0.003613642882555723]
+    assert default.blocks[1].attn.proj.weight[0, :3].tolist() == [-0.07867160439491272, 0.046589210629463196,
+                                                                   0.031850576400756836]
+    torch.manual_seed(0)
+    mae = micro_vit(weight_init='mae').state_dict()
+    assert all(torch.equal(v, mae[k]) for k, v in default.state_dict().items())
+    # Xavier-uniform on a 192 x 192 projection: std sqrt(2 / 384) = 0.072, far from BEiT's cut normal
+    assert micro_vit().blocks[1].attn.proj.weight.std().item() == pytest.approx(0.072, rel=0.05)
+
+
+def test_linear_head_cuts_its_init_where_asked_and_keeps_torchs_default_draw_otherwise():
+    from mimbench.models import LinearHead
+
+    torch.manual_seed(0)
+    head = LinearHead(192, 512)
+    torch.manual_seed(0)
+    reference = torch.nn.Linear(192, 512)
+    torch.nn.init.trunc_normal_(reference.weight, std=0.02)
+    assert torch.equal(head.head.weight, reference.weight)     # the stored BEiT-style cells' draw
+    _assert_beit_draw(LinearHead(192, 512, init_cutoff=0.02).head.weight, 0.02)
+    with pytest.raises(ValueError, match='init_cutoff must be positive'):
+        LinearHead(192, 512, init_cutoff=0.0)

@@ -13,12 +13,12 @@ from mimbench.registry import ENCODERS, HEADS, MASKERS, MODELS, TARGETS
 class BEiT(BaseAlgorithm):
     """BEiT v1-style masked image modeling (Bao et al. 2022) assembled from registered parts.
 
-    Differences from BEiT v1 itself: fixed 2-D sin-cos positions instead of its shared relative position bias
-    unless the encoder asks for it (``rel_pos_bias=True``, as ``configs/beit_vitb.py`` does); by default our own
-    tokenizer (``TokenTarget``) instead of DALL-E's; and MAE's initialization (Xavier-uniform
-    linears, ``mimbench.models.init``) for every algorithm, where BEiT draws truncated normals (std 0.02) and
-    divides each block's output projections by sqrt(2 * layer), so that the methods differ only in what the
-    comparison is about.
+    Differences from BEiT v1 itself unless the config asks for BEiT's (as ``configs/beit_vitb.py`` does): fixed
+    2-D sin-cos positions instead of its shared relative position bias (``rel_pos_bias=True``), and MAE's
+    initialization (Xavier-uniform linears, ``mimbench.models.init``), the default of every algorithm so that the
+    methods differ only in what the comparison is about, where BEiT draws normals of std 0.02 cut at one std and
+    divides each block's output projections by sqrt(2 * layer) (``weight_init='beit'`` on the encoder,
+    ``init_cutoff=0.02`` on the head). Always: our own tokenizer (``TokenTarget``) instead of DALL-E's.
 
     Args:
         encoder: ViT config; ``use_mask_token`` is switched on here.

@@ -6,13 +6,13 @@ from functools import partial
 import torch
 from timm.layers import DropPath
 from timm.models.beit import RelativePositionBias
-from timm.models.vision_transformer import VisionTransformer
+from timm.models.vision_transformer import LayerScale, VisionTransformer
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from mimbench.engine.precision import forward_modes_again
 from mimbench.masking.indices import gather_tokens
-from mimbench.models.init import init_vit_weights
+from mimbench.models.init import init_beit_weights, init_vit_weights
 from mimbench.models.patches import sincos_pos_embed_2d
 from mimbench.registry import ENCODERS
 
@@ -29,7 +29,7 @@ ARCHS = {
 
 @ENCODERS.register_module()
 class ViT(VisionTransformer):
-    """ViT encoder: a timm ``VisionTransformer`` (no head) with fixed 2-D sin-cos positions and MAE's init.
+    """ViT encoder: a timm ``VisionTransformer`` (no head), fixed 2-D sin-cos positions, MAE's init by default.
 
     Being timm's class, it has timm's parameter names (``patch_embed.proj``, ``cls_token``,
     ``pos_embed [1, 1 + L, D]``, ``blocks.i``, ``norm``), ``group_matcher`` (layer-wise lr decay through
@@ -58,14 +58,22 @@ class ViT(VisionTransformer):
         drop_path_rate: stochastic depth, linearly increasing over the blocks.
         layer_scale_init: initial value of timm's LayerScale (None: no layer scale).
         rel_pos_bias: BEiT's shared relative position bias in place of the sin-cos positions.
+        weight_init: ``'mae'`` (every algorithm's default: Xavier-uniform linears, N(0, 0.02) tokens) or
+            ``'beit'`` (BEiT's: normals of std 0.02 cut at ±0.02 for linears, patch projection and tokens, then
+            each block's ``attn.proj`` and ``mlp.fc2`` divided by sqrt(2 * layer), layers counted from 1).
     """
+
+    WEIGHT_INITS = ('mae', 'beit')
 
     def __init__(self, arch: str = 'base', img_size: int = 224, patch_size: int = 16, in_chans: int = 3,
                  embed_dim: int | None = None, depth: int | None = None, num_heads: int | None = None,
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_path_rate: float = 0.0,
-                 layer_scale_init: float | None = None, use_mask_token: bool = False, rel_pos_bias: bool = False):
+                 layer_scale_init: float | None = None, use_mask_token: bool = False, rel_pos_bias: bool = False,
+                 weight_init: str = 'mae'):
         if arch not in ARCHS:
             raise ValueError(f"unknown ViT arch '{arch}'; choose one of {', '.join(ARCHS)}")
+        if weight_init not in self.WEIGHT_INITS:
+            raise ValueError(f"unknown ViT weight_init '{weight_init}'; choose one of {', '.join(self.WEIGHT_INITS)}")
         if img_size % patch_size:
             raise ValueError(f'img_size {img_size} is not a multiple of patch_size {patch_size}')
         default_dim, default_depth, default_heads = ARCHS[arch]
@@ -76,7 +84,7 @@ class ViT(VisionTransformer):
                            depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
                            init_values=layer_scale_init)
         # No head, [cls] pooling for timm's forward_head; positions are ours (below); timm's init is skipped
-        # for MAE's (init_vit_weights), which draws from the same random stream as before this class was timm's.
+        # for ours (_draw_weights): MAE's draws from the same random stream as before this class was timm's.
         super().__init__(**timm_kwargs, num_classes=0, global_pool='token', drop_path_rate=drop_path_rate,
                          pos_embed='none', norm_layer=partial(nn.LayerNorm, eps=1e-6), weight_init='skip')
         # The architecture as timm.create_model takes it (training choices such as drop path left out).
@@ -98,18 +106,30 @@ class ViT(VisionTransformer):
             for drop in (block.drop_path1, block.drop_path2):
                 if isinstance(drop, DropPath):
                     drop.drop_prob = drop_path_rate * i / max(depth - 1, 1)
-        init_vit_weights(self)
+        self.weight_init = weight_init
+        self._draw_weights()
         # Initialized here, once: mmengine's runner calls init_weights() on every submodule that has one
         # unless it says is_init, and a second draw would give other weights than every stored run had.
         self.is_init = True
 
     def init_weights(self, mode: str = '', needs_reset: bool = True) -> None:
-        """Draw the weights again with MAE's initialization (timm's modes do not apply: the positions are a
-        fixed code, and every algorithm here starts from MAE's init)."""
-        init_vit_weights(self)
+        """Draw the weights again with the encoder's own ``weight_init`` (timm's modes do not apply: the
+        positions are a fixed code)."""
+        self._draw_weights()
         self.pos_embed.copy_(self._positions())
-        if self.rel_pos_bias is not None:
-            self.rel_pos_bias.reset_parameters()
+        # The parts that are not drawn go back to their starting values: LayerScale's gamma, the bias table.
+        for module in self.modules():
+            if isinstance(module, (LayerScale, RelativePositionBias)):
+                module.reset_parameters()
+
+    def _draw_weights(self) -> None:
+        """Draw every linear, the patch projection and the tokens by ``self.weight_init``."""
+        if self.weight_init == 'beit':
+            init_beit_weights(self)
+            # BEiT's rescale, timm's copy of it: damps the residual updates of deep blocks at the start.
+            self.fix_init_weight()
+        else:
+            init_vit_weights(self)
 
     def _positions(self) -> torch.Tensor:
         """The absolute positions ``[1, 1 + L, D]``: sin-cos, or zero where the relative bias replaces them."""
