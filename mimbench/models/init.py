@@ -1,6 +1,9 @@
 """Weight initialization of the Transformer parts: MAE's recipe (every part's default) and BEiT's."""
 from __future__ import annotations
 
+from typing import Callable
+
+import torch
 from timm.layers import trunc_normal_
 from torch import nn
 
@@ -10,22 +13,9 @@ def init_vit_weights(module: nn.Module) -> None:
 
     Applied once at construction; parameters named ``*_token`` are the learnable cls/[M] embeddings.
     """
-    for name, param in module.named_parameters(recurse=False):
-        if name.endswith('_token'):
-            nn.init.normal_(param, std=0.02)
-    for sub in module.modules():
-        if isinstance(sub, nn.Linear):
-            nn.init.xavier_uniform_(sub.weight)
-            if sub.bias is not None:
-                nn.init.zeros_(sub.bias)
-        elif isinstance(sub, nn.LayerNorm):
-            nn.init.ones_(sub.weight)
-            nn.init.zeros_(sub.bias)
-        elif isinstance(sub, nn.Conv2d):
-            # The patch projection is a linear map of a flattened patch: init it like one.
-            nn.init.xavier_uniform_(sub.weight.view(sub.weight.shape[0], -1))
-            if sub.bias is not None:
-                nn.init.zeros_(sub.bias)
+    # The patch projection is a linear map of a flattened patch: init it like one (a no-op view for linears).
+    _init_parts(module, draw_token=lambda t: nn.init.normal_(t, std=0.02),
+                draw_weight=lambda w: nn.init.xavier_uniform_(w.view(w.shape[0], -1)))
 
 
 def init_beit_weights(module: nn.Module, std: float = 0.02) -> None:
@@ -36,12 +26,21 @@ def init_beit_weights(module: nn.Module, std: float = 0.02) -> None:
     BEiT then divides each block's residual output projections by sqrt(2 * layer); that needs the blocks, so
     the encoder does it (timm's ``VisionTransformer.fix_init_weight``).
     """
+    def draw(tensor: torch.Tensor) -> None:
+        trunc_normal_(tensor, std=std, a=-std, b=std)
+    _init_parts(module, draw_token=draw, draw_weight=draw)
+
+
+def _init_parts(module: nn.Module, draw_token: Callable[[torch.Tensor], object],
+                draw_weight: Callable[[torch.Tensor], object]) -> None:
+    """The walk both recipes share, in the order every stored run drew: ``module``'s own ``*_token``
+    parameters, then each linear and conv weight (its bias zeroed) and LayerNorm (1 and 0) in module order."""
     for name, param in module.named_parameters(recurse=False):
         if name.endswith('_token'):
-            trunc_normal_(param, std=std, a=-std, b=std)
+            draw_token(param)
     for sub in module.modules():
         if isinstance(sub, (nn.Linear, nn.Conv2d)):
-            trunc_normal_(sub.weight, std=std, a=-std, b=std)
+            draw_weight(sub.weight)
             if sub.bias is not None:
                 nn.init.zeros_(sub.bias)
         elif isinstance(sub, nn.LayerNorm):
