@@ -1209,3 +1209,18 @@ def test_a_cell_trained_on_another_dataset_than_its_scales_is_not_recorded(micro
     with pytest.raises(CellFailed, match="trained 95 iterations where scale 'micro' takes 975 \\(50,000 training"):
         check_trained_iterations(cell, micro, dict(iters=95))
     assert expected_iterations(make_cell(micro, get_axis('method'), cell.value, 0, max_iters=20), micro) is None
+
+
+def test_every_stored_metric_is_one_todays_recipes_show():
+    """An edit to an evaluation recipe changes its eval hash, and the tables then drop every stored number of
+    that column (it would run again). Such an edit must be deliberate: today each metric in the repository's
+    stores is one its column's present recipe shows."""
+    from mimbench.ablation.execute import current_eval_hashes
+    stores = sorted(p for p in (REPO / 'docs/results/ablation').iterdir() if p.is_dir())
+    assert {p.name for p in stores} >= {'micro', 'micro_bf16_20ep'}
+    for store in stores:
+        current = current_eval_hashes(Scale.load(store.name))
+        stale = sorted((record['key'], name) for record in ResultStore(store).records().values()
+                       for name, metric in record['metrics'].items()
+                       if metric.get('eval_hash') not in current.get(name, set()))
+        assert not stale, f'{store.name}: stored metrics no present recipe shows: {stale}'

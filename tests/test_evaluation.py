@@ -456,6 +456,40 @@ def test_layer_wise_decay_puts_a_shared_relative_position_bias_with_the_head_as_
     assert sorted({g['lr_scale'] for g in groups}) == [0.5 ** k for k in range(4, -1, -1)]    # stem, 3 blocks, head
 
 
+def test_the_authors_pool_averages_the_last_block_without_the_final_norm_and_freezes_that_norm():
+    from mimbench.registry import ENCODERS
+    torch.manual_seed(0)
+    vit = ENCODERS.build(dict(type='ViT', arch='micro', img_size=16, patch_size=4, embed_dim=32, depth=2,
+                              num_heads=2))
+    with torch.no_grad():      # a pretrained final norm is not the identity: make this one visibly not
+        vit.norm.weight.uniform_(0.5, 2.0)
+        vit.norm.bias.uniform_(-1.0, 1.0)
+    imgs = torch.randn(3, 3, 16, 16)
+    blocks_out = vit(imgs, final_norm=False)                                        # [B, 1 + L, D]
+    assert torch.allclose(vit.norm(blocks_out), vit(imgs), atol=1e-6)
+    theirs, ours = Classifier(vit, 10, pool='mean_pre_norm'), Classifier(vit, 10, pool='mean')
+    torch.nn.init.normal_(theirs.head.weight)          # a head of std 1, not 2e-5, so outputs differ visibly
+    ours.load_state_dict(theirs.state_dict())                                    # the same head and fc_norm
+    expected = theirs.head(theirs.fc_norm(blocks_out[:, 1:].mean(dim=1)))
+    assert torch.allclose(theirs(imgs), expected, atol=1e-6)
+    assert not torch.allclose(ours(imgs), expected, atol=0.1)       # 'mean' averages after the final norm
+    # the final norm takes no part: frozen, so no optimizer group holds it and DDP expects no gradient for it
+    assert not any(p.requires_grad for p in vit.norm.parameters())
+    grouped = {id(p) for g in layer_decay_groups(theirs, layer_decay=0.75, weight_decay=0.05) for p in g['params']}
+    assert {n for n, p in theirs.named_parameters() if id(p) not in grouped} == {'encoder.norm.weight',
+                                                                                  'encoder.norm.bias'}
+    theirs(imgs).sum().backward()
+    assert vit.norm.weight.grad is None and vit.blocks[-1].mlp.fc2.weight.grad is not None
+    with pytest.raises(ValueError, match="pool must be one of mean, mean_pre_norm, cls, got 'avg'"):
+        Classifier(vit, 10, pool='avg')
+
+
+def test_the_paper_fine_tuning_recipe_pools_as_the_authors_and_the_micro_one_keeps_its_stored_pooling():
+    from mimbench.evaluation.run import load_eval_config
+    assert load_eval_config('finetune', 'configs/eval/finetune_vitb.py').pool == 'mean_pre_norm'
+    assert load_eval_config('finetune', 'configs/eval/finetune_micro.py').pool == 'mean'
+
+
 def test_warmup_then_cosine():
     factors = [warmup_cosine(s, 100, 10) for s in range(100)]
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
@@ -476,6 +510,18 @@ def test_fine_tuning_trains_the_whole_network_with_the_recipe_augmentations(tmp_
     assert any('iter 3/3' in line and 'loss' in line and 'img/s' in line for line in lines)
     changed = [k for k, v in loaded.encoder.state_dict().items() if not torch.equal(v, before[k])]
     assert 'blocks.0.attn.qkv.weight' in changed and 'patch_embed.proj.weight' in changed
+
+
+def test_fine_tuning_takes_its_pooling_from_the_config_through_the_runner(tmp_path):
+    make_checkpoint(tmp_path / 'ckpt.pth')
+    loaded = load_encoder(tmp_path / 'ckpt.pth')
+    before = {k: v.clone() for k, v in loaded.encoder.state_dict().items()}
+    from mimbench.evaluation.run import run_finetune
+    _, hparams, _ = run_finetune(loaded, eval_config('finetune', pool='mean_pre_norm'), max_iters=2)
+    assert hparams['pool'] == 'mean_pre_norm'
+    changed = {k for k, v in loaded.encoder.state_dict().items() if not torch.equal(v, before[k])}
+    # the final norm, unused and frozen, stays as pretrained while everything else trains
+    assert {'norm.weight', 'norm.bias'}.isdisjoint(changed) and 'blocks.1.norm1.weight' in changed
 
 
 def test_fine_tuning_progress_names_the_epoch_each_logged_iteration_belongs_to(tmp_path):

@@ -10,6 +10,9 @@
 # 8% of the area keeps 9 x 9 pixels, and the heavy regularizers cost more than a short schedule can repay.
 # Layer decay 0.75 (the paper's value for ViT-L/H rather than ViT-B's 0.65) because the micro encoder has 6
 # blocks, not 12: 0.65 would leave the first block at 0.65^6 = 8% of the head's lr. bfloat16 autocast.
+# Pooling after the encoder's final norm ('mean'), not the authors' 'mean_pre_norm' of the base recipe: the
+# recipe was calibrated and its cells stored with it (2026-12-06); the difference is one extra LayerNorm
+# (docs/evaluation.md). Changing it here changes the eval hash: every stored ft column would run again.
 # About 72 minutes a run at one thread beside a pretraining job on the 2-core EPYC with AVX512-BF16 (110-125
 # img/s); about 3.3 hours on the AVX2 one, whose bf16 products run as float32 products (2.7-3.3 s an iteration).
 _base_ = ['_base_/cifar10.py', '_base_/finetune_recipe.py']
@@ -17,6 +20,7 @@ epochs = 10
 warmup_epochs = 0.5
 batch_size = 128
 layer_decay = 0.75
+pool = 'mean'
 train_pipeline = [
     dict(type='RandomResizedCrop', size=32, scale=(0.2, 1.0)),
     dict(type='RandomHorizontalFlip'),

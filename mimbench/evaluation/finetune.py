@@ -1,7 +1,8 @@
 """End-to-end fine-tuning (the MAE recipe), and from-scratch training with the very same code.
 
 Recipe: AdamW with layer-wise lr decay, drop path, RandAugment, random erasing, mixup/cutmix with label
-smoothing, linear warmup then cosine, global average pooling + LayerNorm before the linear head. The
+smoothing, linear warmup then cosine, global average pooling + LayerNorm before the linear head (see
+:class:`Classifier` for the two poolings: the authors' skips the encoder's final norm). The
 from-scratch baseline passes a randomly initialized encoder and changes nothing else.
 """
 from __future__ import annotations
@@ -35,23 +36,37 @@ from mimbench.engine.precision import bfloat16_products
 from mimbench.evaluation.features import image_batches
 from mimbench.evaluation.optim import scaled_lr, set_lr, warmup_cosine
 
+POOLS = ('mean', 'mean_pre_norm', 'cls')
+
+
 class Classifier(nn.Module):
     """Encoder + pooling + linear head: ``imgs [B, 3, H, W]`` -> logits ``[B, num_classes]``.
 
-    ``pool='mean'`` averages the patch tokens and applies a fresh LayerNorm (MAE's fine-tuning default);
-    ``'cls'`` takes the [cls] token. The encoder is kept whole (its final norm included), so a fine-tuned
-    encoder has the same parameters as a pretrained one and exports the same way. The head starts near zero
-    (std 2e-5, as in MAE) so the first steps do not push large random gradients into the encoder.
+    ``pool``:
+
+    - ``'mean_pre_norm'``: the authors' global pool (MAE's ``models_vit.py``, BEiT's and CAE's
+      ``use_mean_pooling``): the patch tokens of the last block are averaged *without* the encoder's final
+      norm, then a fresh LayerNorm. The final norm takes no part; its parameters are frozen at their pretrained
+      values (so DDP sees no parameter without a gradient) and stay in the encoder, which keeps the
+      pretrained encoder's parameters and exports the same way.
+    - ``'mean'``: the patch tokens after the final norm are averaged, then a fresh LayerNorm (one more norm
+      than the authors'; the micro recipe's pooling, kept so its stored cells keep their numbers).
+    - ``'cls'``: the [cls] token after the final norm.
+
+    The head starts near zero (std 2e-5, as in MAE and CAE) so the first steps do not push large random
+    gradients into the encoder.
     """
 
     def __init__(self, encoder: nn.Module, num_classes: int, pool: str = 'mean'):
         super().__init__()
-        if pool not in ('mean', 'cls'):
-            raise ValueError(f"pool must be 'mean' or 'cls', got {pool!r}")
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
         self.encoder = encoder
         self.pool = pool
         dim = encoder.embed_dim
-        self.fc_norm = nn.LayerNorm(dim, eps=1e-6) if pool == 'mean' else nn.Identity()
+        if pool == 'mean_pre_norm':
+            encoder.norm.requires_grad_(False)
+        self.fc_norm = nn.LayerNorm(dim, eps=1e-6) if pool != 'cls' else nn.Identity()
         self.head = nn.Linear(dim, num_classes)
         nn.init.trunc_normal_(self.head.weight, std=2e-5)
         nn.init.zeros_(self.head.bias)
@@ -65,8 +80,8 @@ class Classifier(nn.Module):
                     blocks=r'^encoder\.blocks\.(\d+)', head=r'^encoder\.(?:norm|rel_pos_bias)|^fc_norm|^head')
 
     def forward(self, imgs: torch.Tensor) -> torch.Tensor:
-        tokens = self.encoder(imgs)                                       # [B, 1 + L, D]
-        x = tokens[:, 1:].mean(dim=1) if self.pool == 'mean' else tokens[:, 0]
+        tokens = self.encoder(imgs, final_norm=False) if self.pool == 'mean_pre_norm' else self.encoder(imgs)
+        x = tokens[:, 0] if self.pool == 'cls' else tokens[:, 1:].mean(dim=1)
         return self.head(self.fc_norm(x))
 
 

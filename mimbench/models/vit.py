@@ -156,7 +156,8 @@ class ViT(VisionTransformer):
         index = self.rel_pos_bias.relative_position_index[tokens[:, :, None], tokens[:, None, :]]
         return self.rel_pos_bias.relative_position_bias_table[index].permute(0, 3, 1, 2)      # [B, H, 1+N, 1+N]
 
-    def _encode(self, x: torch.Tensor, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
+    def _encode(self, x: torch.Tensor, ids_keep: torch.Tensor | None = None,
+                final_norm: bool = True) -> torch.Tensor:
         """Prepend cls, run the blocks, normalize: ``[B, N, D]`` -> ``[B, 1 + N, D]``; ``ids_keep [B, N]``
         says which patches ``x`` holds (None: all, in order), for the relative position bias."""
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
@@ -166,7 +167,7 @@ class ViT(VisionTransformer):
         for block in self.blocks:
             x = (checkpoint(block, x, bias, use_reentrant=False, context_fn=forward_modes_again) if checkpointed
                  else block(x, attn_mask=bias))
-        return self.norm(x)
+        return self.norm(x) if final_norm else x
 
     def forward_visible(self, imgs: torch.Tensor, ids_keep: torch.Tensor) -> torch.Tensor:
         """Encode only the patches at ``ids_keep [B, N]``: returns ``[B, 1 + N, D]``."""
@@ -180,9 +181,11 @@ class ViT(VisionTransformer):
         x = torch.where(mask.unsqueeze(-1), self.mask_token.to(x.dtype), x)
         return self._encode(x + self.pos_embed[:, 1:])
 
-    def forward(self, imgs: torch.Tensor) -> torch.Tensor:
-        """Encode every patch (evaluation): ``[B, C, H, W]`` -> ``[B, 1 + L, D]``."""
-        return self._encode(self._embed(imgs))
+    def forward(self, imgs: torch.Tensor, final_norm: bool = True) -> torch.Tensor:
+        """Encode every patch (evaluation): ``[B, C, H, W]`` -> ``[B, 1 + L, D]``. ``final_norm=False`` returns
+        the last block's output as it is, the tokens the authors' fine-tuning averages (MAE, BEiT and CAE drop
+        the encoder's final norm there and normalize the average instead)."""
+        return self._encode(self._embed(imgs), final_norm=final_norm)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """timm's name for :meth:`forward` (timm's own runs its blocks without the relative position bias)."""

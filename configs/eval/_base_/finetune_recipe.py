@@ -3,7 +3,10 @@
 # smoothing 0.1, global average pooling, no gradient clipping, bfloat16 autocast (MAE used float16 AMP).
 # A scale's config adds its data, length, batch, layer decay and crop size.
 protocol = 'finetune'
-pool = 'mean'
+# The authors' global pool (MAE, BEiT and CAE alike): the last block's patch tokens averaged without the
+# encoder's final norm, then a fresh LayerNorm. 'mean' averages after the final norm (mimbench.evaluation.
+# finetune.Classifier).
+pool = 'mean_pre_norm'
 base_lr = 5e-4
 weight_decay = 0.05
 betas = (0.9, 0.999)
