@@ -46,9 +46,10 @@ class Classifier(nn.Module):
 
     - ``'mean_pre_norm'``: the authors' global pool (MAE's ``models_vit.py``, BEiT's and CAE's
       ``use_mean_pooling``): the patch tokens of the last block are averaged *without* the encoder's final
-      norm, then a fresh LayerNorm. The final norm takes no part; its parameters are frozen at their pretrained
-      values (so DDP sees no parameter without a gradient) and stay in the encoder, which keeps the
-      pretrained encoder's parameters and exports the same way.
+      norm, then a fresh LayerNorm, as MAE and BEiT start it (CAE's checkpoint loader instead copies the
+      pretrained final norm into it). The final norm takes no part: its parameters are frozen (on the
+      ``encoder`` given, so DDP expects no gradient for them) and keep their pretrained values, and the
+      encoder keeps the parameter names and shapes of a pretrained one.
     - ``'mean'``: the patch tokens after the final norm are averaged, then a fresh LayerNorm (one more norm
       than the authors'; the micro recipe's pooling, kept so its stored cells keep their numbers).
     - ``'cls'``: the [cls] token after the final norm.
@@ -72,8 +73,9 @@ class Classifier(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     def group_matcher(self, coarse: bool = False) -> dict:
-        """timm's layer grouping (see :func:`layer_decay_groups`). As in MAE's fine-tuning, the encoder's final
-        norm is in the head's layer (timm's own ViT matcher puts it with the last block), and so is a shared
+        """timm's layer grouping (see :func:`layer_decay_groups`). The encoder's final norm, where it takes part
+        (``'mean'``, ``'cls'``), is in the head's layer, where MAE's layer decay puts it (timm's own ViT
+        matcher puts it with the last block), and so is a shared
         relative position bias, where BEiT's layer decay puts a shared one (``get_num_layer_for_vit``; BEiT's
         fine-tuning itself copies it into each block by default, docs/fidelity.md)."""
         return dict(stem=r'^encoder\.(?:cls_token|mask_token|pos_embed|patch_embed)',
@@ -89,7 +91,8 @@ def layer_decay_groups(model: Classifier, layer_decay: float, weight_decay: floa
     """AdamW parameter groups with layer-wise lr decay, from timm's ``param_groups_layer_decay``.
 
     Layers by :meth:`Classifier.group_matcher`: patch embedding and tokens are layer 0, block i layer
-    ``i + 1``, the final norm, fc_norm and head layer ``depth + 1``; a group's ``lr_scale`` is
+    ``i + 1``, the final norm, fc_norm and head layer ``depth + 1`` (the final norm in no group under
+    ``pool='mean_pre_norm'``, which freezes it); a group's ``lr_scale`` is
     ``layer_decay ** (depth + 1 - layer)``, so the head trains at the full lr and early layers, which hold the
     most general features, move least. 1-D parameters (biases, norms) and the encoder's
     ``no_weight_decay()`` tokens get no weight decay.

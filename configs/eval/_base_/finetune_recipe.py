@@ -4,8 +4,8 @@
 # A scale's config adds its data, length, batch, layer decay and crop size.
 protocol = 'finetune'
 # The authors' global pool (MAE, BEiT and CAE alike): the last block's patch tokens averaged without the
-# encoder's final norm, then a fresh LayerNorm. 'mean' averages after the final norm (mimbench.evaluation.
-# finetune.Classifier).
+# encoder's final norm, then a LayerNorm, fresh as MAE and BEiT start it (CAE copies the pretrained final norm
+# into it). 'mean' averages after the final norm (mimbench.evaluation.finetune.Classifier).
 pool = 'mean_pre_norm'
 base_lr = 5e-4
 weight_decay = 0.05
