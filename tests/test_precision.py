@@ -403,7 +403,12 @@ def test_the_bf16_agreement_benchmark_compares_each_way_of_training_with_torchs_
     # float32 products of bf16 operands are bf16 arithmetic: nearer torch's bf16 kernels than float32 is (here
     # 5.4e-5 against 8.2e-4; over 2 steps at batch 4 of the CAE test model the order turned round)
     assert diff['bf16 float32 products']['max_loss_diff'] < diff['float32']['max_loss_diff'] / 2
-    assert 0 < diff['bf16 float32 products']['weight_diff'] and 0 < diff['float32']['weight_diff']
+    # float32 always trains to other weights. Float32 products part from torch's fallback kernel on a CPU without
+    # bf16 units, but may give a bf16 unit's very bits: 0.0 apart on the AVX512-BF16 EPYC (2026-12-07), whose
+    # kernel sums these small products in the same order
+    assert diff['float32']['weight_diff'] > 0 and diff['bf16 float32 products']['weight_diff'] >= 0
+    if not machine.has_native_bfloat16('cpu'):
+        assert diff['bf16 float32 products']['weight_diff'] > 0
 
 
 @pytest.mark.parametrize('flags, named', [(['--compile'], '--compile'), (['--iters', '5'], '--iters'),
