@@ -406,7 +406,7 @@ def test_the_bf16_agreement_benchmark_compares_each_way_of_training_with_torchs_
     # float32 always trains to other weights. Float32 products part from torch's fallback kernel on a CPU without
     # bf16 units, but may give a bf16 unit's very bits: 0.0 apart on the AVX512-BF16 EPYC (2026-12-07), whose
     # kernel sums these small products in the same order
-    assert diff['float32']['weight_diff'] > 0 and diff['bf16 float32 products']['weight_diff'] >= 0
+    assert diff['float32']['weight_diff'] > 0
     if not machine.has_native_bfloat16('cpu'):
         assert diff['bf16 float32 products']['weight_diff'] > 0
 

@@ -36,7 +36,7 @@ from mimbench.engine.precision import bfloat16_products
 from mimbench.evaluation.features import image_batches
 from mimbench.evaluation.optim import scaled_lr, set_lr, warmup_cosine
 
-POOLS = ('mean', 'mean_pre_norm', 'cls')
+FINETUNE_POOLS = ('mean', 'mean_pre_norm', 'cls')     # features.POOLS are the probes'
 
 
 class Classifier(nn.Module):
@@ -60,8 +60,8 @@ class Classifier(nn.Module):
 
     def __init__(self, encoder: nn.Module, num_classes: int, pool: str = 'mean'):
         super().__init__()
-        if pool not in POOLS:
-            raise ValueError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
+        if pool not in FINETUNE_POOLS:
+            raise ValueError(f"pool must be one of {', '.join(FINETUNE_POOLS)}, got {pool!r}")
         self.encoder = encoder
         self.pool = pool
         dim = encoder.embed_dim
