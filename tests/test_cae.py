@@ -1,7 +1,6 @@
 """CAE: the regressor only cross-attends, to the visible patch latents and the queries (not the [cls] latent), the
 teacher follows the encoder by the momentum rule and never learns by gradient, runs in train mode only when asked,
 the alignment target is detached, the decoder is scored on removed patches only, bad wiring fails early."""
-import uuid
 import warnings
 from pathlib import Path
 
@@ -271,7 +270,6 @@ def _train_tiny_cae(work_dir, momentum, max_iters=3, updates=None, **options):
     from mimbench.engine.runner import apply_cli, build_runner, load_config
     cfg = load_config(TINY_CAE, {'model.momentum': momentum, **options})
     apply_cli(cfg, TINY_CAE, work_dir=str(work_dir), max_iters=max_iters)
-    cfg.experiment_name = uuid.uuid4().hex
     runner = build_runner(cfg)
     start = {k: v.clone() for k, v in runner.model.encoder.state_dict().items()}
     if updates is not None:   # record the iteration of every teacher update

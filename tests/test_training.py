@@ -1,5 +1,4 @@
 """The shared training machinery: loss goes down, runs resume exactly, failures stop cleanly, AMP runs on CPU."""
-import uuid
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ def train(work_dir, max_iters=None, resume=None, amp=False, options=None, config
     cfg = load_config(config, options)
     apply_cli(cfg, config, work_dir=str(work_dir), resume=resume, amp=amp, max_iters=max_iters,
               device_data=device_data)
-    cfg.experiment_name = uuid.uuid4().hex  # mmengine keys its loggers by experiment name
     runner = build_runner(cfg)
     runner.train()
     return runner
@@ -204,6 +202,27 @@ def test_a_second_run_in_a_busy_work_dir_refuses_at_once_naming_the_holder(tmp_p
             f'error: work dir {work} is in use: the training run {socket.gethostname()}:{os.getpid()} holds '
             f'{work}/.train.lock; wait for it to end or train into another --work-dir')
         assert os.listdir(work) == ['.train.lock']     # no log, config or checkpoint of the second run
+
+
+def test_two_runs_built_within_one_second_keep_their_own_log_and_scalars(tmp_path, monkeypatch):
+    import logging
+    import time
+
+    second = time.time()
+    monkeypatch.setattr(time, 'time', lambda: second)   # mmengine names a run by its config and start second
+    runners = []
+    for name in ('a', 'b'):
+        cfg = load_config(TINY)
+        apply_cli(cfg, TINY, work_dir=str(tmp_path / name), max_iters=2)
+        runners.append(build_runner(cfg))
+    a, b = runners
+    assert a.timestamp == b.timestamp
+    assert a.logger is not b.logger and a.visualizer is not b.visualizer and a.message_hub is not b.message_hub
+    for runner, name in zip(runners, 'ab'):
+        log_files = [h.baseFilename for h in runner.logger.handlers if isinstance(h, logging.FileHandler)]
+        assert log_files and all(Path(f).is_relative_to(tmp_path / name) for f in log_files)
+        assert Path(runner.visualizer.get_backend('LocalVisBackend')._save_dir).is_relative_to(tmp_path / name)
+    assert a.experiment_name.startswith('tiny_mae_') and a.experiment_name != b.experiment_name
 
 
 def test_a_training_lock_left_by_a_dead_process_is_taken_over_and_released_at_the_end(tmp_path):

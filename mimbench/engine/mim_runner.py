@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import uuid
 import weakref
 from pathlib import Path
 
@@ -32,12 +33,20 @@ class MIMRunner(Runner):
     * writes a checkpoint only when every floating-point weight is finite, and then atomically, recording the
       per-process train batch size and the number of processes in its meta;
     * resumes (``resume=True`` without a file) from the newest checkpoint that loads when the one
-      ``last_checkpoint`` names does not, and refuses a checkpoint trained with another batch size.
+      ``last_checkpoint`` names does not, and refuses a checkpoint trained with another batch size;
+    * names its logger, visualizer and message hub ``<experiment_name or config stem>_<8 hex>_<timestamp>``.
 
     ``last_checkpoint`` (attribute): the checkpoint this run saved last, or resumed from; None before either.
     """
 
-    def __init__(self, model, work_dir: str, *args, launcher: str = 'none', **kwargs):
+    def __init__(self, model, work_dir: str, *args, launcher: str = 'none', experiment_name: str | None = None,
+                 **kwargs):
+        # mmengine keys those three by name, its default being the config's stem and the second the run started,
+        # and hands a run whose name exists the instances of the first: two runs built within one second in one
+        # process (a notebook, a sweep, the tests) would log into one file and one scalars.json, the first's.
+        cfg = kwargs.get('cfg')
+        stem = experiment_name or (Path(cfg.filename).stem if getattr(cfg, 'filename', None) else 'run')
+        experiment_name = f'{stem}_{uuid.uuid4().hex[:8]}'
         self._work_lock = contextlib.ExitStack()
         if launch_rank(launcher) == 0:   # one lock per run, not per process; taken before anything is written
             Path(work_dir).mkdir(parents=True, exist_ok=True)
@@ -48,7 +57,7 @@ class MIMRunner(Runner):
                                     f'{err.path}; wait for it to end or train into another --work-dir') from None
         weakref.finalize(self, self._work_lock.close)   # a runner that never trains still lets go of the lock
         try:
-            super().__init__(model, work_dir, *args, launcher=launcher, **kwargs)
+            super().__init__(model, work_dir, *args, launcher=launcher, experiment_name=experiment_name, **kwargs)
         except BaseException:
             self._work_lock.close()
             raise

@@ -13,7 +13,6 @@ import math
 import random
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -292,7 +291,7 @@ def finetune(encoder: nn.Module, preprocessor: nn.Module, train_set: Dataset, te
         hooks.append(_Progress(log, log_interval, batch_size))
     try:
         runner = MIMRunner(
-            model=model, work_dir=str(run_dir), experiment_name=f'finetune_{uuid.uuid4().hex[:8]}',
+            model=model, work_dir=str(run_dir), experiment_name='finetune',
             train_dataloader=dict(dataset=train_set, batch_size=batch_size, num_workers=num_workers,
                                   persistent_workers=num_workers > 0, drop_last=True,
                                   sampler=dict(type='ResumableSampler', shuffle=True),
